@@ -1,0 +1,135 @@
+"""``hpsearch data ...``: check, synth, download and split datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hpsearch.cli._app import app, console, err_console, handle_errors
+from hpsearch.errors import ConfigError
+
+data_app = typer.Typer(
+    help="Check, synthesise, download and split segmentation datasets (images/ + masks/ folders).",
+    no_args_is_help=True,
+)
+app.add_typer(
+    data_app,
+    name="data",
+    help="Dataset tools: check a folder, make a synthetic set, download Kvasir-SEG, write a split.",
+)
+
+DATA_ENV = "HPSEARCH_DATA"
+_NO_DATA = (
+    "no dataset given: pass --data DIR or set HPSEARCH_DATA to a folder with images/ and masks/; "
+    "get Kvasir-SEG with `hpsearch data download --out DIR` or make a synthetic set with "
+    "`hpsearch data synth --out DIR`"
+)
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        envvar=DATA_ENV,
+        help="Dataset folder holding images/ and masks/ (default: $HPSEARCH_DATA).",
+        show_default=False,
+    ),
+]
+
+
+def _require_data(data: Path | None) -> Path:
+    if data is None or not str(data).strip():
+        raise ConfigError(_NO_DATA)
+    return data
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@data_app.command("check")
+@handle_errors
+def check_cmd(
+    data: DataOption = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Decode every image and mask and report pairs, sizes and problems (exit 1 when any error is found)."""
+    from hpsearch.data.check import check_dataset
+
+    report = check_dataset(_require_data(data), progress=progress)
+    for line in report.summary().splitlines():
+        if line.startswith("error: "):
+            err_console.print(
+                f"[bold red]error:[/] {line[len('error: ') :]}", highlight=False, soft_wrap=True, emoji=False
+            )
+        else:
+            _say(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("synth")
+@handle_errors
+def synth_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write images/ and masks/ into.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of image/mask pairs.")] = 200,
+    size: Annotated[int, typer.Option("--size", min=16, help="Image side length in pixels.")] = 256,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same pixels).")] = 0,
+) -> None:
+    """Write a synthetic polyp-like dataset (PNG) in the Kvasir-SEG folder layout."""
+    from hpsearch.data.synth import make_synthetic
+
+    path = make_synthetic(out, n=n, size=size, seed=seed)
+    _say(f"wrote {n} synthetic pairs ({size}x{size}, seed {seed}) to {path}")
+    _say(f"use it with: --data {path}")
+
+
+@data_app.command("download")
+@handle_errors
+def download_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to download and unpack into.")],
+    url: Annotated[
+        str | None, typer.Option("--url", help="Archive URL (default: official Kvasir-SEG zip).")
+    ] = None,
+    sha256: Annotated[
+        str | None, typer.Option("--sha256", help="Expected SHA-256 of the archive; a mismatch fails.")
+    ] = None,
+) -> None:
+    """Download Kvasir-SEG (or another zip with images/ + masks/), verify, unpack and check it."""
+    from hpsearch.data.download import KVASIR_SHA256, KVASIR_URL, download_dataset
+
+    path = download_dataset(out, url=url or KVASIR_URL, sha256=sha256 or KVASIR_SHA256)
+    _say(f"dataset ready: {path}")
+    _say(f"use it with: --data {path}   (or export {DATA_ENV}={path})")
+
+
+@data_app.command("split")
+@handle_errors
+def split_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the split JSON.")],
+    data: DataOption = None,
+    split_file: Annotated[
+        Path | None,
+        typer.Option("--split-file", help="Folder with train.txt + test.txt/val.txt, or a saved split JSON."),
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Share of non-test stems for val.")
+    ] = 0.1,
+    test_fraction: Annotated[
+        float, typer.Option("--test-fraction", help="Share held out as test (without --split-file).")
+    ] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random parts of the split.")] = 0,
+) -> None:
+    """Write a train/val/test split of a dataset as JSON and print its counts and hash."""
+    from hpsearch.data.discover import discover_pairs
+    from hpsearch.data.splits import make_split, save_split
+
+    pairs = discover_pairs(_require_data(data))
+    split = make_split(
+        pairs, split_file=split_file, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
+    path = save_split(split, out)
+    counts = split.counts()
+    _say(f"train {counts['train']}, val {counts['val']}, test {counts['test']} (source: {split.source})")
+    _say(f"hash {split.short_hash}  written to {path}")

@@ -1,0 +1,74 @@
+"""``hpsearch train`` and ``hpsearch evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hpsearch.cli._app import app, console, handle_errors
+
+DataOpt = Annotated[
+    str | None, typer.Option("--data", envvar="HPSEARCH_DATA", help="dataset folder with images/ and masks/")
+]
+
+
+@app.command()
+@handle_errors
+def train(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="run config YAML (e.g. an exported best.yaml)")
+    ],
+    data: DataOpt = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/train"),
+    device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu (overrides the config)")] = None,
+) -> None:
+    """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png."""
+    from hpsearch.config import load_config
+    from hpsearch.runner import train_from_config
+    from hpsearch.validate import check_registry_names
+
+    cfg = load_config(config)
+    if device:
+        cfg.train.device = device
+    check_registry_names(cfg, source=str(config))
+    outcome = train_from_config(cfg, data_dir=data, out_dir=out)
+    r = outcome.result
+    console.print(
+        f"best val Dice {r.best_dice:.4f} / IoU {r.best_iou:.4f} at epoch {r.best_epoch}/{r.epochs_run} "
+        f"on {r.device} in {r.wall_time_s:.1f}s ({r.train_img_per_s:.1f} img/s)"
+    )
+    console.print(f"wrote {r.checkpoint_path}, {outcome.metrics_path}, {outcome.curves_path}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", help="best.pt from `hpsearch train` or a trial")
+    ],
+    data: DataOpt = None,
+    split: Annotated[str, typer.Option(help="test, val, train, or all (any dataset folder)")] = "test",
+    split_file: Annotated[str | None, typer.Option(help="override the run's split file")] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/evaluate"),
+    k: Annotated[int, typer.Option(help="number of worst cases in worst.png", min=0)] = 4,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu")] = "auto",
+) -> None:
+    """Evaluate a checkpoint at the original mask resolution: metrics.json, per_case.csv, worst.png."""
+    from hpsearch.errors import ConfigError
+    from hpsearch.evaluate import evaluate_checkpoint, load_checkpoint
+    from hpsearch.runner import resolve_data_dir
+
+    if split not in ("test", "val", "train", "all"):
+        raise ConfigError(f"--split '{split}' is not one of: test, val, train, all")
+    _, cfg, _ = load_checkpoint(checkpoint)
+    ddir = resolve_data_dir(data, cfg.data)
+    m = evaluate_checkpoint(
+        checkpoint, ddir, out_dir=out, split=split, split_file=split_file, k=k, device=device
+    )  # type: ignore[arg-type]
+    console.print(
+        f"{split} ({m['n']} images): Dice {m['dice_mean']:.4f} ± {m['dice_sd']:.4f}, "
+        f"IoU {m['iou_mean']:.4f} ± {m['iou_sd']:.4f}, micro Dice {m['micro_dice']:.4f}"
+    )
+    console.print(f"wrote {out / 'metrics.json'}, {out / 'per_case.csv'}, {out / 'worst.png'}")

@@ -1,0 +1,156 @@
+"""Validated run configuration: data, model, training. Loaded from YAML; errors name the file and the field.
+
+The fully resolved ``RunConfig`` is what a trial stores, what ``hpsearch export`` writes, and what
+``hpsearch train --config`` reads back unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hpsearch.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys and wrong types are errors, assignments re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    """Where the data is, how it is split and how it is fed to the model."""
+
+    path: str | None = Field(
+        default=None, description="dataset folder with images/ and masks/ (CLI --data / HPSEARCH_DATA win)"
+    )
+    split_file: str | None = Field(
+        default=None, description="folder with train.txt + test.txt/val.txt, or a split JSON"
+    )
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    split_seed: int = 0
+    image_size: int = Field(default=256, ge=16, le=2048)
+    augmentation: str = "basic"
+    cache_dir: str | None = None
+    num_workers: int | Literal["auto"] = "auto"
+    augment_on: Literal["auto", "cpu", "device"] = Field(
+        default="auto",
+        description="where augmentation runs: 'device' uses the torch implementation of the preset on the "
+        "training device; 'auto' picks device on CUDA for presets that have one, else cpu (albumentations)",
+    )
+    max_train_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
+
+
+class ModelConfig(StrictModel):
+    """Model name from the registry plus its keyword arguments."""
+
+    name: str = "unet"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(StrictModel):
+    """Optimisation settings for ``fit``."""
+
+    epochs: int = Field(default=25, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    optimizer: str = "adam"
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    scheduler: str = "none"
+    warmup_epochs: int = Field(default=0, ge=0)
+    plateau_patience: int = Field(default=5, ge=0)
+    plateau_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    loss: str = "bce"
+    loss_kwargs: dict[str, Any] = Field(default_factory=dict)
+    grad_clip: float | None = Field(default=None, gt=0.0)
+    device: str = "auto"
+    amp: bool = Field(default=True, description="bf16 autocast on CUDA; on MPS only with mps_amp")
+    mps_amp: bool = False
+    channels_last: bool = True
+    compile: Literal["auto", "on", "off"] = "auto"
+    seed: int = 0
+    max_steps_per_epoch: int | None = Field(default=None, ge=1, description="cap for quick runs")
+    gallery_k: int = Field(default=4, ge=0)
+
+    @model_validator(mode="after")
+    def _check_warmup(self) -> TrainConfig:
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
+        return self
+
+
+class RunConfig(StrictModel):
+    """One training run: what ``hpsearch train --config`` consumes and ``hpsearch export`` writes."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    provenance: dict[str, Any] | None = Field(
+        default=None, description="where this config came from (study, trial, value); informational"
+    )
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line: ``source: field.path: message (got value)`` for the first error, plus a count."""
+    errs = exc.errors()
+    first = errs[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    got = first.get("input")
+    got_txt = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{source}: field '{loc}': {msg}{got_txt}{more}"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, raising ConfigError that names the file on any problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist; pass the path of a YAML file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}: YAML syntax error{where}: {problem}; fix the file and retry") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_run_config(data: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a mapping as a RunConfig; errors name ``source`` and the field."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Load and validate a run config YAML (or JSON, which is YAML) file."""
+    return parse_run_config(read_yaml(path), source=str(path))
+
+
+def dump_config(config: RunConfig, path: str | Path, *, fmt: Literal["yaml", "json"] = "yaml") -> Path:
+    """Write a config so that ``load_config`` reads back an equal object."""
+    import json
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    payload = config.model_dump(mode="json")
+    if fmt == "json":
+        p.write_text(json.dumps(payload, indent=2) + "\n")
+    else:
+        p.write_text(yaml.safe_dump(payload, sort_keys=False))
+    return p

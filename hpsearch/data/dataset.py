@@ -1,0 +1,117 @@
+"""Torch ``Dataset`` over the cached uint8 arrays, with an optional joint image/mask transform."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hpsearch.errors import DataError
+
+# ImageNet statistics (in 0..1 units). Encoders are often pretrained with them, and the Kvasir-SEG colour
+# distribution is close enough that computing per-dataset values buys nothing measurable.
+MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def normalize(image: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32, ``(x / 255 - mean) / std`` per channel."""
+    scale = 1.0 / (255.0 * np.asarray(std, np.float32))
+    shift = np.asarray(mean, np.float32) / np.asarray(std, np.float32)
+    out = image.astype(np.float32) * scale - shift
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def _memmap_source(arr: np.ndarray) -> str | None:
+    """The .npy file behind ``arr`` when it is a whole-file memory map (so workers can reopen it)."""
+    # A same-shape, C-contiguous view at the file's offset can only be the whole file, not a slice of it.
+    if isinstance(arr, np.memmap) and arr.filename and arr.flags.c_contiguous:
+        try:
+            on_disk = np.load(arr.filename, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        if on_disk.shape == arr.shape and on_disk.dtype == arr.dtype and on_disk.offset == arr.offset:
+            return str(arr.filename)
+    return None
+
+
+class SegmentationArrays(Dataset):
+    """(image, mask) samples from uint8 arrays (N, S, S, 3) and (N, S, S) {0, 1}.
+
+    Returns ``image`` float32 (3, S, S) normalised with ``mean``/``std`` and ``mask`` float32 (1, S, S) in
+    {0, 1}. ``transform`` is an albumentations-style callable ``t(image=..., mask=...) -> dict``.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        transform: Callable[..., dict[str, Any]] | None = None,
+        *,
+        mean: Sequence[float] = MEAN,
+        std: Sequence[float] = STD,
+    ) -> None:
+        if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+            raise DataError(
+                f"images array has shape {images.shape} {images.dtype}; expected (N, S, S, 3) uint8"
+            )
+        if masks.shape != images.shape[:3]:
+            raise DataError(
+                f"masks array has shape {masks.shape}; expected {images.shape[:3]} to match images"
+            )
+        self.images = images
+        self.masks = masks
+        self.transform = transform
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self._seeded_for: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _reseed_transform(self) -> None:
+        """Give each DataLoader worker its own augmentation stream.
+
+        albumentations 2.0 keeps its own RNG inside ``Compose``; forked workers would all inherit the same
+        state and draw identical augmentations. ``torch.initial_seed()`` differs per worker (and per epoch
+        unless workers persist) and follows ``torch.manual_seed`` in the main process, so runs stay
+        reproducible for a seed.
+        """
+        key = (os.getpid(), torch.initial_seed())
+        if key != self._seeded_for and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(torch.initial_seed() % 2**32)
+        self._seeded_for = key
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # np.array copies out of the read-only memmap: transforms may write in place.
+        image = np.array(self.images[index])
+        mask = np.array(self.masks[index])
+        if self.transform is not None:
+            self._reseed_transform()
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        x = torch.from_numpy(normalize(image, self.mean, self.std))
+        y = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)[None])
+        return x, y
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Spawned workers receive the dataset by pickle; a memmap would be pickled as a full in-memory copy,
+        # so send the file name and reopen the map on the other side.
+        state = self.__dict__.copy()
+        for name in ("images", "masks"):
+            source = _memmap_source(state[name])
+            if source is not None:
+                state[name] = ("__memmap__", source)
+        state["_seeded_for"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in ("images", "masks"):
+            value = state[name]
+            if isinstance(value, tuple) and len(value) == 2 and value[0] == "__memmap__":
+                state[name] = np.load(value[1], mmap_mode="r")
+        self.__dict__.update(state)

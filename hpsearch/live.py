@@ -1,0 +1,128 @@
+"""Live study display: one row per worker (trial, params, epoch, current and best Dice)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hpsearch.progress import is_interactive
+
+
+def _fmt_params(params: dict[str, Any]) -> str:
+    parts = []
+    for k, v in params.items():
+        short = k.rsplit(".", 1)[-1]
+        parts.append(f"{short}={v:.3g}" if isinstance(v, float) else f"{short}={v}")
+    return " ".join(parts)
+
+
+@dataclass
+class Board:
+    """State behind the live table; fed by objective events or by polling the storage."""
+
+    title: str
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    best: float | None = None
+    best_trial: int | None = None
+    done: dict[str, int] = field(default_factory=dict)
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    live: Live | None = None
+
+    def on_event(self, ev: dict[str, Any]) -> None:
+        """Objective event hook (start / epoch / end)."""
+        row = self.rows.setdefault(str(ev.get("worker", "0")), {})
+        kind = ev["kind"]
+        if kind == "start":
+            row.update(
+                trial=ev["trial"],
+                params=_fmt_params(ev.get("params", {})),
+                epoch=0,
+                epochs=ev.get("epochs"),
+                dice=None,
+                state="RUNNING",
+            )
+        elif kind == "epoch":
+            row.update(epoch=ev["epoch"], epochs=ev.get("epochs"), dice=ev["dice"])
+        elif kind == "end":
+            row["state"] = ev["state"]
+            self.done[ev["state"]] = self.done.get(ev["state"], 0) + 1
+            if ev.get("value") is not None and (self.best is None or ev["value"] > self.best):
+                self.best, self.best_trial = ev["value"], ev["trial"]
+            if self.live is None:
+                value = ev.get("value")
+                extra = (
+                    f" val Dice {value:.4f}"
+                    if value is not None
+                    else f" ({ev.get('reason', '')})".rstrip(" ()")
+                )
+                self.console.print(f"trial {ev['trial']} {ev['state']}{extra}", highlight=False)
+        self.refresh()
+
+    def poll(self, study: optuna.Study) -> None:
+        """Rebuild rows from the storage (for workers in other processes)."""
+        trials = study.get_trials(deepcopy=False)
+        self.done = {}
+        for t in trials:
+            if t.state.is_finished():
+                self.done[t.state.name] = self.done.get(t.state.name, 0) + 1
+            if t.state == optuna.trial.TrialState.RUNNING:
+                w = str(t.user_attrs.get("worker", t.number))
+                steps = sorted(t.intermediate_values)
+                epochs = (t.user_attrs.get("config") or {}).get("train", {}).get("epochs")
+                self.rows[w] = {
+                    "trial": t.number,
+                    "params": _fmt_params(t.params),
+                    "epoch": steps[-1] if steps else 0,
+                    "epochs": epochs,
+                    "dice": t.intermediate_values[steps[-1]] if steps else None,
+                    "state": "RUNNING",
+                }
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+        if complete:
+            b = max(complete, key=lambda t: t.value)
+            self.best, self.best_trial = b.value, b.number
+        self.refresh()
+
+    def table(self) -> Table:
+        """The rendered table."""
+        best = f"{self.best:.4f} (trial {self.best_trial})" if self.best is not None else "-"
+        counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(self.done.items())) or "none finished yet"
+        t = Table(title=f"{self.title} | best val Dice {best} | {counts}", expand=False)
+        for col in ("worker", "trial", "params", "epoch", "val Dice", "state"):
+            t.add_column(col)
+        for w, r in sorted(self.rows.items()):
+            dice = f"{r['dice']:.4f}" if r.get("dice") is not None else "-"
+            t.add_row(
+                w,
+                str(r.get("trial", "-")),
+                r.get("params", ""),
+                f"{r.get('epoch', 0)}/{r.get('epochs', '?')}",
+                dice,
+                r.get("state", ""),
+            )
+        return t
+
+    def refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+
+
+@contextlib.contextmanager
+def live_board(title: str, enabled: bool | None = None) -> Iterator[Board]:
+    """A Board shown with rich Live on a terminal; plain one-line-per-trial output otherwise."""
+    board = Board(title)
+    if enabled is None:
+        enabled = is_interactive()
+    if not enabled:
+        yield board
+        return
+    with Live(board.table(), console=board.console, refresh_per_second=4, transient=False) as live:
+        board.live = live
+        yield board

@@ -1,0 +1,49 @@
+"""Seeding and the reproducibility manifest stored with every checkpoint and trial."""
+
+from __future__ import annotations
+
+import platform
+import random
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import torch
+
+import hpsearch
+
+_PACKAGES = ("torch", "optuna", "albumentations", "numpy", "opencv-python-headless")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that change results."""
+    out = {"python": sys.version.split()[0], "hpsearch": hpsearch.__version__}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def build_manifest(*, seed: int, device: str, split_hash: str, data_fingerprint: str, **extra: Any) -> dict:
+    """Everything needed to say how a result was obtained."""
+    return {
+        "seed": seed,
+        "device": device,
+        "split_hash": split_hash,
+        "data_fingerprint": data_fingerprint,
+        "versions": package_versions(),
+        "platform": platform.platform(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }

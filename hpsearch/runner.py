@@ -1,0 +1,305 @@
+"""Glue between a ``RunConfig`` and ``fit``: data preparation, loaders, model, outputs.
+
+``train_from_config`` is what both ``hpsearch train`` and every study trial call, so a config exported
+from a trial retrains through exactly the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from hpsearch.config import DataConfig, RunConfig
+from hpsearch.data.augment import build_transform
+from hpsearch.data.cache import load_arrays
+from hpsearch.data.check import verify_dataset
+from hpsearch.data.dataset import SegmentationArrays
+from hpsearch.data.device_augment import DeviceBatches, has_device_preset
+from hpsearch.data.discover import Pair, dataset_fingerprint
+from hpsearch.data.splits import Split, make_split
+from hpsearch.device import describe_device, resolve_device
+from hpsearch.errors import ConfigError
+from hpsearch.manifest import build_manifest, seed_everything
+from hpsearch.models import create_model
+from hpsearch.train import Callback, FitResult, fit
+from hpsearch.viz import plot_curves, save_gallery
+
+DATA_ENV = "HPSEARCH_DATA"
+BUILTIN_SPLITS = Path(__file__).resolve().parent / "splits"
+
+
+def resolve_split_file(value: str | None, data_dir: Path) -> Path | None:
+    """A shipped split name (``kvasir-official``), a path, or a path relative to the data folder."""
+    if not value:
+        return None
+    if (BUILTIN_SPLITS / value).is_dir():
+        return BUILTIN_SPLITS / value
+    p = Path(value).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    if (data_dir / p).exists():
+        return data_dir / p
+    shipped = ", ".join(sorted(d.name for d in BUILTIN_SPLITS.iterdir() if d.is_dir()))
+    raise ConfigError(
+        f"split file '{value}' not found (relative to the working folder or to {data_dir}); "
+        f"give a path, or one of the shipped splits: {shipped}"
+    )
+
+
+def resolve_data_dir(cli_value: str | Path | None, cfg: DataConfig | None = None) -> Path:
+    """Precedence: CLI option > config file > ``HPSEARCH_DATA``; a clear error when none is given."""
+    for value in (cli_value, cfg.path if cfg else None, os.environ.get(DATA_ENV)):
+        if value:
+            return Path(value).expanduser().resolve()
+    raise ConfigError(
+        "no dataset given: pass --data DIR or set HPSEARCH_DATA to a folder with images/ and masks/; "
+        "get Kvasir-SEG with `hpsearch data download --out data/` or make a synthetic set with "
+        "`hpsearch data synth --out data/synth`"
+    )
+
+
+@dataclass
+class PreparedData:
+    """A verified dataset, its split and the decoded train/val arrays."""
+
+    data_dir: Path
+    pairs: list[Pair]
+    split: Split
+    fingerprint: str
+    train_images: np.ndarray
+    train_masks: np.ndarray
+    val_images: np.ndarray
+    val_masks: np.ndarray
+    val_stems: list[str]
+
+    @property
+    def by_stem(self) -> dict[str, Pair]:
+        return {p.stem: p for p in self.pairs}
+
+
+def prepare_data(cfg: DataConfig, data_dir: Path, *, progress: bool | None = None) -> PreparedData:
+    """Verify the folder, split it, and load the decoded train/val arrays (the test part stays sealed)."""
+    pairs = verify_dataset(data_dir)
+    split = make_split(
+        pairs,
+        split_file=resolve_split_file(cfg.split_file, data_dir),
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.split_seed,
+    )
+    by_stem = {p.stem: p for p in pairs}
+    train_stems = list(split.train)
+    if cfg.max_train_images:
+        train_stems = train_stems[: cfg.max_train_images]
+    tr_img, tr_msk = load_arrays(by_stem, train_stems, size=cfg.image_size, cache_dir=cfg.cache_dir)
+    va_img, va_msk = load_arrays(by_stem, list(split.val), size=cfg.image_size, cache_dir=cfg.cache_dir)
+    return PreparedData(
+        data_dir=data_dir,
+        pairs=pairs,
+        split=split,
+        fingerprint=dataset_fingerprint(pairs),
+        train_images=tr_img,
+        train_masks=tr_msk,
+        val_images=va_img,
+        val_masks=va_msk,
+        val_stems=list(split.val),
+    )
+
+
+def _num_workers(cfg: DataConfig, device: torch.device) -> int:
+    if cfg.num_workers != "auto":
+        return int(cfg.num_workers)
+    if device.type == "cpu":
+        # On a CPU-only host the loader workers would compete with the training threads.
+        return 0
+    return max(0, min(8, (os.cpu_count() or 2) - 1))
+
+
+def _use_device_augment(cfg: DataConfig, device: torch.device) -> bool:
+    if cfg.augment_on == "cpu":
+        return False
+    if cfg.augment_on == "device":
+        if not has_device_preset(cfg.augmentation):
+            raise ConfigError(
+                f"augmentation preset '{cfg.augmentation}' has no device implementation; "
+                "set data.augment_on to 'cpu' or 'auto'"
+            )
+        return True
+    return device.type == "cuda" and has_device_preset(cfg.augmentation)
+
+
+def build_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> tuple[Any, Any]:
+    """Training and validation batch sources for ``fit``."""
+    bs = cfg.train.batch_size
+    val_bs = max(bs, 32)
+    if _use_device_augment(cfg.data, device):
+        # Whole uint8 arrays live on the device; augmentation and normalisation run there too.
+        train = DeviceBatches(
+            data.train_images,
+            data.train_masks,
+            batch_size=bs,
+            device=device,
+            preset=cfg.data.augmentation,
+            shuffle=True,
+            seed=cfg.train.seed,
+        )
+        val = DeviceBatches(
+            data.val_images,
+            data.val_masks,
+            batch_size=val_bs,
+            device=device,
+            preset="none",
+            shuffle=False,
+            seed=0,
+        )
+        return train, val
+    workers = _num_workers(cfg.data, device)
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    train_ds = SegmentationArrays(
+        data.train_images,
+        data.train_masks,
+        transform=build_transform(cfg.data.augmentation, cfg.data.image_size),
+    )
+    val_ds = SegmentationArrays(data.val_images, data.val_masks, transform=None)
+    common: dict[str, Any] = {
+        "num_workers": workers,
+        "pin_memory": device.type == "cuda",
+        "persistent_workers": workers > 0,
+    }
+    # BatchNorm cannot train on a last batch of one image; dropping a ragged tail costs < 1 batch/epoch.
+    drop_last = len(train_ds) > bs
+    train = DataLoader(train_ds, batch_size=bs, shuffle=True, drop_last=drop_last, generator=gen, **common)
+    val = DataLoader(val_ds, batch_size=val_bs, shuffle=False, **common)
+    return train, val
+
+
+@torch.no_grad()
+def predict_arrays(
+    model: torch.nn.Module, images: np.ndarray, device: torch.device, batch: int = 32
+) -> np.ndarray:
+    """Logits (N, H, W) float32 for uint8 images (N, H, W, 3), batched."""
+    from hpsearch.data.device_augment import normalize_batch
+
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(images), batch):
+        x = normalize_batch(torch.from_numpy(np.array(images[i : i + batch])).to(device))
+        out.append(model(x).float()[:, 0].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
+
+
+def write_val_gallery(
+    model: torch.nn.Module, data: PreparedData, device: torch.device, path: Path, k: int
+) -> Path | None:
+    """Render the k validation images with the lowest Dice (once per run, not per epoch)."""
+    if k <= 0 or len(data.val_images) == 0:
+        return None
+    from hpsearch.metrics import dice_iou_per_image
+
+    logits = predict_arrays(model, data.val_images, device)
+    dice, _ = dice_iou_per_image(
+        torch.from_numpy(logits)[:, None], torch.from_numpy(np.asarray(data.val_masks, np.float32))[:, None]
+    )
+    order = np.argsort(dice.numpy(), kind="stable")[:k]
+    return save_gallery(
+        [np.asarray(data.val_images[i]) for i in order],
+        [np.asarray(data.val_masks[i]) for i in order],
+        [logits[i] >= 0 for i in order],
+        [float(dice[i]) for i in order],
+        [data.val_stems[i] for i in order],
+        path,
+        title=f"{len(order)} worst validation cases",
+    )
+
+
+@dataclass
+class TrainOutcome:
+    """Everything ``train_from_config`` wrote and measured."""
+
+    result: FitResult
+    config: RunConfig
+    out_dir: Path
+    manifest: dict[str, Any]
+    metrics_path: Path
+    curves_path: Path
+    gallery_path: Path | None
+
+
+def train_from_config(
+    cfg: RunConfig,
+    *,
+    data_dir: str | Path | None = None,
+    out_dir: str | Path,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
+    description: str = "train",
+    data: PreparedData | None = None,
+) -> TrainOutcome:
+    """Train one model from a resolved config and write checkpoint, metrics.json, curves and gallery."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        ddir = resolve_data_dir(data_dir, cfg.data)
+        data = prepare_data(cfg.data, ddir, progress=progress)
+    # Store the resolved data path so the exported config points at what was actually used.
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.path = str(data.data_dir)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    model = create_model(cfg.model.name, **cfg.model.kwargs)
+    manifest = build_manifest(
+        seed=cfg.train.seed,
+        device=describe_device(device),
+        split_hash=data.split.hash,
+        data_fingerprint=data.fingerprint,
+        split_seed=cfg.data.split_seed,
+        n_train=len(data.train_images),
+        n_val=len(data.val_images),
+        n_params=sum(p.numel() for p in model.parameters()),
+    )
+    train_loader, val_loader = build_loaders(cfg, data, device)
+    result = fit(
+        model,
+        train_loader,
+        val_loader,
+        config=cfg.train,
+        callbacks=callbacks,
+        checkpoint_path=out / "best.pt",
+        progress=progress,
+        description=description,
+        checkpoint_extra={
+            "model_name": cfg.model.name,
+            "model_kwargs": dict(cfg.model.kwargs),
+            "config": cfg.model_dump(mode="json"),
+            "manifest": manifest,
+        },
+    )
+    if result.best_state is not None:
+        model.load_state_dict(result.best_state)
+    gallery = write_val_gallery(model, data, device, out / "val_worst.png", cfg.train.gallery_k)
+    metrics = {
+        "best_epoch": result.best_epoch,
+        "best_val_dice": result.best_dice,
+        "best_val_iou": result.best_iou,
+        "epochs_run": result.epochs_run,
+        "wall_time_s": result.wall_time_s,
+        "train_img_per_s": result.train_img_per_s,
+        "device": result.device,
+        "peak_memory_mb": result.peak_memory_mb,
+        "history": result.history,
+        "config": cfg.model_dump(mode="json"),
+        "manifest": manifest,
+        "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,
+    }
+    metrics_path = out / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    curves = plot_curves(result.history, out / "curves.png", title=f"{cfg.model.name}: {description}")
+    return TrainOutcome(result, cfg, out, manifest, metrics_path, curves, gallery)

@@ -1,0 +1,221 @@
+"""Studies as data: the validated form of ``studies/*.yaml``.
+
+A study file names a search space in Optuna's vocabulary (dotted paths into the run config), fixed settings,
+the sampler and pruner, the metric and direction, the budget, and optional trials to enqueue first.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hpsearch.config import RunConfig, format_validation_error, parse_run_config, read_yaml
+from hpsearch.errors import ConfigError
+
+STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+
+_Scalar = bool | int | float | str | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ParamBase(_Strict):
+    when: dict[str, _Scalar] | None = Field(
+        default=None,
+        description="sample this parameter only when earlier parameters have these values",
+    )
+
+
+class FloatParam(_ParamBase):
+    """A float in [low, high], optionally log-scaled or stepped."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatParam:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0 (got {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("a parameter cannot have both log and step")
+        return self
+
+
+class IntParam(_ParamBase):
+    """An integer in [low, high], optionally log-scaled, with a step."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> IntParam:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        if self.log and (self.low <= 0 or self.step != 1):
+            raise ValueError("log scale needs low > 0 and step 1")
+        return self
+
+
+class CategoricalParam(_ParamBase):
+    """One of a list of choices (scalars only, as Optuna stores them)."""
+
+    type: Literal["categorical"]
+    choices: list[_Scalar]
+
+    @field_validator("choices")
+    @classmethod
+    def _non_empty(cls, v: list[_Scalar]) -> list[_Scalar]:
+        if not v:
+            raise ValueError("choices must not be empty")
+        if len(set(map(repr, v))) != len(v):
+            raise ValueError(f"choices must be unique (got {v})")
+        return v
+
+
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+class SamplerSpec(_Strict):
+    name: str = "tpe"
+    seed: int = 0
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class PrunerSpec(_Strict):
+    name: str = "median"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class BudgetSpec(_Strict):
+    n_trials: int | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class StudySpec(_Strict):
+    """A validated study file."""
+
+    name: str
+    description: str = ""
+    metric: Literal["val_dice", "val_iou"] = "val_dice"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    space: dict[str, Param] = Field(default_factory=dict)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    seed: int = 0
+    enqueue: list[dict[str, _Scalar]] = Field(default_factory=list)
+    synthetic: bool = Field(default=False, description="runs on `hpsearch data synth` data when no --data")
+
+    def fingerprint(self) -> str:
+        """Hash of what defines the objective: space, fixed settings, metric, sampler and pruner."""
+        core = self.model_dump(
+            mode="json", include={"space", "fixed", "metric", "direction", "sampler", "pruner"}
+        )
+        return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``dotted='a.b'``, creating dicts on the way."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set '{dotted}': '{key}' is not a section")
+    node[leaf] = value
+
+
+def resolve_config(base: dict[str, Any], values: dict[str, Any], source: str) -> RunConfig:
+    """Apply dotted ``values`` on top of ``base`` and validate the result as a RunConfig."""
+    tree = copy.deepcopy(base)
+    for key, val in values.items():
+        set_path(tree, key, val)
+    return parse_run_config(tree, source=source)
+
+
+def _validate_semantics(spec: StudySpec, source: str) -> None:
+    """Every path must land in the run config, and registry-backed choices must be known names."""
+    from hpsearch.validate import check_registry_names
+
+    base = parse_run_config(spec.fixed, source=f"{source}: fixed").model_dump(mode="json")
+    for path, param in spec.space.items():
+        samples = param.choices if isinstance(param, CategoricalParam) else [param.low, param.high]
+        for value in samples:
+            try:
+                values = {**(param.when or {}), path: value}
+                cfg = resolve_config(base, values, source=f"{source}: space.{path}")
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (search-space parameter '{path}' = {value!r})") from None
+            check_registry_names(cfg, source=f"{source}: space.{path}")
+    names = list(spec.space)
+    for i, (path, param) in enumerate(spec.space.items()):
+        for dep, val in (param.when or {}).items():
+            if dep not in names[:i]:
+                raise ConfigError(
+                    f"{source}: field 'space.{path}.when': '{dep}' must be a parameter listed before '{path}'"
+                )
+            dep_param = spec.space[dep]
+            if isinstance(dep_param, CategoricalParam) and val not in dep_param.choices:
+                raise ConfigError(
+                    f"{source}: field 'space.{path}.when': {val!r} is not a choice of '{dep}' "
+                    f"({dep_param.choices})"
+                )
+    for i, row in enumerate(spec.enqueue):
+        unknown = sorted(set(row) - set(spec.space))
+        if unknown:
+            raise ConfigError(f"{source}: field 'enqueue.{i}': {unknown} are not in the search space")
+    check_registry_names(parse_run_config(spec.fixed, source=source), source=f"{source}: fixed")
+    from hpsearch.strategies import build_pruner, build_sampler
+
+    for field, build in (
+        ("sampler", lambda: build_sampler(spec.sampler.name, spec.sampler.seed, spec.sampler.kwargs)),
+        ("pruner", lambda: build_pruner(spec.pruner.name, spec.pruner.kwargs)),
+    ):
+        try:
+            build()
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: field '{field}': {exc}") from None
+
+
+def parse_study(data: dict[str, Any], source: str) -> StudySpec:
+    """Validate a study mapping; errors name ``source`` and the field."""
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    _validate_semantics(spec, source)
+    return spec
+
+
+def builtin_studies() -> dict[str, Path]:
+    """Shipped study files by name."""
+    return {p.stem: p for p in sorted(STUDIES_DIR.glob("*.yaml"))}
+
+
+def load_study_spec(name_or_path: str) -> StudySpec:
+    """Load a shipped study by name, or a user's YAML by path."""
+    p = Path(name_or_path)
+    if p.suffix in {".yaml", ".yml"} or p.exists():
+        return parse_study(read_yaml(p), source=str(p))
+    known = builtin_studies()
+    if name_or_path not in known:
+        raise ConfigError(
+            f"unknown study '{name_or_path}'; expected one of: {', '.join(known)} or a path to a YAML file"
+        )
+    return parse_study(read_yaml(known[name_or_path]), source=str(known[name_or_path]))

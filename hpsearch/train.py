@@ -1,0 +1,285 @@
+"""``fit``: the one training loop of the project.
+
+Each epoch trains, validates, then calls every callback with ``(epoch, metrics)``. Pruning plugs in as a
+callback that raises; this module never imports optuna.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hpsearch.config import TrainConfig
+from hpsearch.device import (
+    autocast,
+    cudnn_benchmark,
+    describe_device,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+)
+from hpsearch.errors import NonFiniteLossError
+from hpsearch.losses import create_loss
+from hpsearch.metrics import SegMetrics
+from hpsearch.optim import create_optimizer, create_schedule
+from hpsearch.progress import epoch_progress
+
+Callback = Callable[[int, dict[str, float]], None]
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+# How often (in optimizer steps) the loop reads the non-finite flag back from the device. Reading it every
+# step would force a host sync per step and stall the GPU queue; a NaN is still caught within this many steps.
+_NONFINITE_CHECK_EVERY = 16
+
+CHECKPOINT_FORMAT = "hpsearch-checkpoint/1"
+
+
+@dataclass
+class FitResult:
+    """What one call of ``fit`` produced."""
+
+    best_dice: float
+    best_iou: float
+    best_epoch: int
+    history: list[dict[str, float]]
+    epochs_run: int
+    wall_time_s: float
+    train_img_per_s: float
+    device: str
+    peak_memory_mb: float | None
+    checkpoint_path: Path | None = None
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def best_metrics(self) -> dict[str, float]:
+        """The history row of the best epoch."""
+        return self.history[self.best_epoch - 1] if self.best_epoch else {}
+
+
+def _should_compile(cfg: TrainConfig, device: torch.device, steps_per_epoch: int) -> bool:
+    """torch.compile costs tens of seconds up front; only worth it on CUDA for long enough runs."""
+    if cfg.compile == "on":
+        return True
+    if cfg.compile == "off" or device.type != "cuda":
+        return False
+    return cfg.epochs * steps_per_epoch >= 1500
+
+
+def _to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch:
+    x, y = batch
+    x = x.to(device, non_blocking=True)
+    y = y.to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def _len_or_none(obj: Iterable[Any]) -> int | None:
+    try:
+        return len(obj)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module,
+    loader: Iterable[Batch],
+    *,
+    device: torch.device,
+    loss_fn: nn.Module | None = None,
+    amp: bool = True,
+    mps_amp: bool = False,
+    channels_last: bool = False,
+) -> tuple[dict[str, float], SegMetrics]:
+    """Batched validation: metrics accumulate on the device and sync once at the end."""
+    model.eval()
+    metrics = SegMetrics()
+    loss_sum = torch.zeros((), device=device)
+    n = 0
+    for batch in loader:
+        x, y = _to_device(batch, device, channels_last)
+        with autocast(device, amp=amp, mps_amp=mps_amp):
+            logits = model(x)
+        logits = logits.float()
+        if loss_fn is not None:
+            loss_sum += loss_fn(logits, y) * x.shape[0]
+        n += x.shape[0]
+        metrics.update(logits, y)
+    out = metrics.compute()
+    if loss_fn is not None and n:
+        out["loss"] = float(loss_sum.item()) / n
+    return out, metrics
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable[Batch],
+    val_loader: Iterable[Batch],
+    *,
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_path: str | Path | None = None,
+    checkpoint_extra: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    description: str = "train",
+) -> FitResult:
+    """Train ``model`` and keep the epoch with the best validation Dice.
+
+    ``train_loader`` / ``val_loader`` are re-iterable sources of ``(image, mask)`` batches, either on the
+    CPU (moved here) or already on the device. A callback may raise to stop training (pruning); the
+    exception propagates. A non-finite loss raises ``NonFiniteLossError``. When ``checkpoint_path`` is
+    given, the best epoch is saved there as a self-describing dict (``checkpoint_extra`` adds the model
+    name, kwargs and resolved config so the file rebuilds the model on its own).
+    """
+    cfg = config
+    device = resolve_device(cfg.device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = _len_or_none(train_loader) or 1
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    optimizer = create_optimizer(model.parameters(), cfg)
+    schedule = create_schedule(optimizer, cfg, steps_per_epoch)
+    loss_fn = create_loss(cfg.loss, **cfg.loss_kwargs)
+    step_model: nn.Module = torch.compile(model) if _should_compile(cfg, device, steps_per_epoch) else model
+
+    history: list[dict[str, float]] = []
+    best = {"dice": -1.0, "iou": 0.0, "epoch": 0}
+    best_state: dict[str, torch.Tensor] | None = None
+    images_seen = 0
+    train_time = 0.0
+    reset_peak_memory(device)
+    t_start = time.perf_counter()
+
+    with cudnn_benchmark(device), epoch_progress(cfg.epochs, steps_per_epoch, description, progress) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            step_model.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            bad = torch.zeros((), dtype=torch.bool, device=device)
+            n_img = 0
+            for step, batch in enumerate(train_loader):
+                if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
+                    break
+                x, y = _to_device(batch, device, channels_last)
+                with autocast(device, amp=cfg.amp, mps_amp=cfg.mps_amp):
+                    logits = step_model(x)
+                loss = loss_fn(logits.float(), y)
+                bad |= ~torch.isfinite(loss.detach())
+                if (step + 1) % _NONFINITE_CHECK_EVERY == 0 and bool(bad):
+                    raise NonFiniteLossError(
+                        f"non-finite training loss at epoch {epoch}, step <= {step + 1} (lr={cfg.lr:g})",
+                        epoch=epoch,
+                        step=step + 1,
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                schedule.step_batch()
+                loss_sum += loss.detach() * x.shape[0]
+                n_img += x.shape[0]
+                bar.advance_step(loss=None)
+            train_loss = float(loss_sum.item()) / max(1, n_img)
+            if bool(bad) or not math.isfinite(train_loss):
+                raise NonFiniteLossError(
+                    f"non-finite training loss in epoch {epoch} (lr={cfg.lr:g})", epoch=epoch, step=-1
+                )
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t_train = time.perf_counter() - t0
+            train_time += t_train
+            images_seen += n_img
+
+            t1 = time.perf_counter()
+            val, _ = evaluate_loader(
+                step_model,
+                val_loader,
+                device=device,
+                loss_fn=loss_fn,
+                amp=cfg.amp,
+                mps_amp=cfg.mps_amp,
+                channels_last=channels_last,
+            )
+            t_val = time.perf_counter() - t1
+            schedule.step_epoch(val["dice"])
+            row = {
+                "epoch": float(epoch),
+                "train_loss": train_loss,
+                "val_loss": val.get("loss", float("nan")),
+                "val_dice": val["dice"],
+                "val_iou": val["iou"],
+                "val_micro_dice": val["micro_dice"],
+                "lr": float(optimizer.param_groups[0]["lr"]),
+                "train_time_s": t_train,
+                "val_time_s": t_val,
+                "train_img_per_s": n_img / t_train if t_train > 0 else 0.0,
+            }
+            history.append(row)
+            if val["dice"] > best["dice"]:
+                best = {"dice": val["dice"], "iou": val["iou"], "epoch": epoch}
+                # Keep the best weights in host memory; the file is written once at the end, which keeps
+                # per-epoch I/O out of the trial's wall time.
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            bar.end_epoch(epoch, train_loss=train_loss, val_dice=val["dice"], best_dice=best["dice"])
+            for cb in callbacks:
+                cb(epoch, dict(row))
+
+    wall = time.perf_counter() - t_start
+    result = FitResult(
+        best_dice=float(best["dice"]),
+        best_iou=float(best["iou"]),
+        best_epoch=int(best["epoch"]),
+        history=history,
+        epochs_run=len(history),
+        wall_time_s=wall,
+        train_img_per_s=images_seen / train_time if train_time > 0 else 0.0,
+        device=describe_device(device),
+        peak_memory_mb=peak_memory_mb(device),
+        best_state=best_state,
+    )
+    if checkpoint_path is not None and best_state is not None:
+        result.checkpoint_path = save_checkpoint(
+            checkpoint_path,
+            state_dict=best_state,
+            epoch=result.best_epoch,
+            metrics=result.best_metrics,
+            extra=checkpoint_extra or {},
+        )
+    return result
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    state_dict: dict[str, torch.Tensor],
+    epoch: int,
+    metrics: dict[str, float],
+    extra: dict[str, Any],
+) -> Path:
+    """Write a self-describing checkpoint: model name/kwargs, weights, resolved config, epoch, metrics."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        **copy.deepcopy(extra),
+        "state_dict": state_dict,
+        "epoch": epoch,
+        "metrics": metrics,
+    }
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(p)  # atomic: a killed trial never leaves a half-written checkpoint
+    return p
