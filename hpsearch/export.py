@@ -41,7 +41,7 @@ _TRIAL_METRICS = (
 )
 
 
-def _check_sqlite_exists(storage_url: str) -> None:
+def check_storage_exists(storage_url: str) -> None:
     """Opening a missing SQLite file would silently create an empty database; for reading, that is a typo."""
     prefix = "sqlite:///"
     if storage_url.startswith(prefix):
@@ -59,7 +59,7 @@ def load_study(storage_url: str, study_name: str | None) -> optuna.Study:
     Raises ``StorageError`` for a storage that cannot be opened and ``ConfigError`` (listing the studies that
     exist) for an unknown name.
     """
-    _check_sqlite_exists(storage_url)
+    check_storage_exists(storage_url)
     storage = make_storage(storage_url)
     names = [s.study_name for s in storage.get_all_studies()]
     shown = mask_url(storage_url)

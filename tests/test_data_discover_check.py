@@ -214,6 +214,7 @@ def test_verify_uses_hpsearch_cache_env(
     assert len(list((tmp_path / "envcache" / "checks").glob("*.json"))) == 1
 
 
+@pytest.mark.slow  # decodes all 2000 real files (a few seconds)
 def test_real_kvasir_check(kvasir_dir: Path) -> None:
     report = check_dataset(kvasir_dir, progress=False)
     assert report.ok, report.errors[:3]

@@ -119,8 +119,8 @@ class DeviceBatches:
         seed: int = 0,
         drop_last: bool | None = None,
     ) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-        self.masks = torch.from_numpy(np.ascontiguousarray(masks)).to(device)
+        self.images = torch.from_numpy(np.array(images)).to(device)
+        self.masks = torch.from_numpy(np.array(masks)).to(device)
         self.batch_size = batch_size
         self.device = device
         self.spec = DEVICE_PRESETS[preset]

@@ -1,0 +1,75 @@
+"""optuna-dashboard on a study storage, with the workers' artifact store (galleries, curves).
+
+The dashboard has no authentication and can delete studies, so it binds the loopback address by default;
+reach it from elsewhere through an SSH tunnel (``ssh -L 8080:127.0.0.1:8080 host``) rather than binding
+0.0.0.0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+from hpsearch.errors import ConfigError
+from hpsearch.export import check_storage_exists
+from hpsearch.studies import artifact_store, make_storage
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public interface
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning to show when the dashboard would be reachable from other machines, else None."""
+    if is_loopback(host):
+        return None
+    return (
+        f"the dashboard binds {host}: anyone who can reach this machine can view and delete studies "
+        "(it has no login); prefer the default 127.0.0.1 with an SSH tunnel"
+    )
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """The URL to open in a browser; a wildcard bind address is shown as the loopback address."""
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # IPv6 literals need brackets in a URL
+    return f"http://{shown}:{port}/dashboard"
+
+
+def serve_dashboard(
+    storage_url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, artifacts: Path | None = None
+) -> None:
+    """Serve optuna-dashboard on the storage until interrupted (Ctrl-C returns normally).
+
+    The storage is opened with ``make_storage`` (same URL rules, masked errors) and artifacts come from the
+    same ``FileSystemArtifactStore`` the workers upload to, so trial galleries and curves show in the UI.
+    """
+    from optuna_dashboard import run_server
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range; pass --port between 1 and 65535")
+    check_storage_exists(storage_url)
+    storage = make_storage(storage_url)
+    store = artifact_store(storage_url, artifacts)
+    warning = exposure_warning(host)
+    if warning:
+        log.warning(warning)
+    try:
+        run_server(storage, host=host, port=port, artifact_store=store)
+    except OSError as exc:  # address in use, or a host that is not an address of this machine
+        raise ConfigError(
+            f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}; pass another --port or --host"
+        ) from None

@@ -1,0 +1,146 @@
+"""The one training loop: learning on synthetic data, callbacks, checkpoints, non-finite loss, schedules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hpsearch.config import DataConfig, RunConfig, TrainConfig
+from hpsearch.errors import ConfigError, NonFiniteLossError
+from hpsearch.evaluate import load_checkpoint
+from hpsearch.models import create_model
+from hpsearch.optim import OPTIMIZERS, create_optimizer, create_schedule
+from hpsearch.runner import build_loaders, prepare_data, train_from_config
+from hpsearch.train import fit
+
+TINY = {"base_width": 8, "depth": 2}
+
+
+def tiny_cfg(**train: object) -> RunConfig:
+    base = {"epochs": 3, "batch_size": 4, "lr": 3e-3, "loss": "bce_dice", "device": "cpu", "seed": 0}
+    base.update(train)
+    return RunConfig(
+        data=DataConfig(image_size=64, augmentation="none", val_fraction=0.25, test_fraction=0.15),
+        model={"name": "unet", "kwargs": TINY},
+        train=TrainConfig(**base),
+    )
+
+
+@pytest.fixture(scope="module")
+def synth64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 pairs: enough optimizer steps per epoch for a tiny model to learn in 3 epochs."""
+    from hpsearch.data.synth import make_synthetic
+
+    return make_synthetic(tmp_path_factory.mktemp("s64") / "d", n=64, size=64, seed=0)
+
+
+@pytest.mark.parametrize("model", ["unet", "cbam_unet"])
+def test_tiny_models_learn_on_synthetic_data(synth64: Path, tmp_path: Path, model: str) -> None:
+    cfg = tiny_cfg(epochs=3, lr=1e-2)
+    cfg.model.name = model
+    out = train_from_config(cfg, data_dir=synth64, out_dir=tmp_path / model, progress=False)
+    dice = [h["val_dice"] for h in out.result.history]
+    assert len(dice) == 3
+    assert max(dice) > dice[0] + 0.05, dice  # it learns, clearly above its first epoch
+    assert out.result.best_dice == max(dice)
+    assert out.result.best_epoch == dice.index(max(dice)) + 1
+    for name in ("best.pt", "metrics.json", "curves.png", "val_worst.png"):
+        assert (tmp_path / model / name).stat().st_size > 0
+
+
+def test_checkpoint_rebuilds_model_on_its_own(synth_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(epochs=1)
+    out = train_from_config(cfg, data_dir=synth_data, out_dir=tmp_path, progress=False)
+    model, cfg_back, ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert cfg_back.train == cfg.train and ckpt["model_name"] == "unet" and ckpt["epoch"] == 1
+    assert ckpt["manifest"]["split_hash"] and ckpt["manifest"]["versions"]["torch"] == torch.__version__
+    x = torch.randn(2, 3, 64, 64)
+    ref = create_model("unet", **TINY)
+    ref.load_state_dict(out.result.best_state)
+    model.eval()
+    ref.eval()
+    assert torch.equal(model(x), ref(x))
+
+
+def test_callbacks_see_every_epoch_and_can_stop(synth_data: Path) -> None:
+    cfg = tiny_cfg(epochs=5)
+    data = prepare_data(cfg.data, synth_data)
+    train, val = build_loaders(cfg, data, torch.device("cpu"))
+    seen: list[tuple[int, float]] = []
+
+    class Stop(Exception):
+        pass
+
+    def cb(epoch: int, m: dict[str, float]) -> None:
+        seen.append((epoch, m["val_dice"]))
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(create_model("unet", **TINY), train, val, config=cfg.train, callbacks=[cb], progress=False)
+    assert [e for e, _ in seen] == [1, 2]
+    assert all(0.0 <= d <= 1.0 for _, d in seen)
+
+
+def test_non_finite_loss_raises_typed_error(synth_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tiny_cfg(epochs=2)
+    data = prepare_data(cfg.data, synth_data)
+    train, val = build_loaders(cfg, data, torch.device("cpu"))
+
+    class NanLoss(torch.nn.Module):
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return (logits * float("nan")).mean()
+
+    monkeypatch.setattr("hpsearch.train.create_loss", lambda name, **kw: NanLoss())
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(create_model("unet", **TINY), train, val, config=cfg.train, progress=False)
+    assert err.value.epoch == 1 and "non-finite" in str(err.value)
+
+
+def test_same_seed_same_result(synth_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(epochs=2)
+    a = train_from_config(cfg, data_dir=synth_data, out_dir=tmp_path / "a", progress=False).result
+    b = train_from_config(cfg, data_dir=synth_data, out_dir=tmp_path / "b", progress=False).result
+    assert [h["val_dice"] for h in a.history] == [h["val_dice"] for h in b.history]
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_builds_and_steps(name: str) -> None:
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = create_optimizer([p], TrainConfig(optimizer=name, lr=0.1, weight_decay=1e-4, nesterov=True))
+    p.sum().backward()
+    opt.step()
+    assert not torch.equal(p.detach(), torch.ones(3))
+
+
+def test_unknown_optimizer_lists_choices() -> None:
+    with pytest.raises(ConfigError, match="adagrad, adam, adamw, rmsprop, sgd"):
+        create_optimizer([torch.nn.Parameter(torch.ones(1))], TrainConfig(optimizer="lion"))
+
+
+def test_cosine_warmup_schedule_values() -> None:
+    p = torch.nn.Parameter(torch.ones(1))
+    cfg = TrainConfig(lr=1.0, epochs=4, warmup_epochs=1, scheduler="cosine")
+    opt = create_optimizer([p], cfg)
+    sched = create_schedule(opt, cfg, steps_per_epoch=2)  # 8 steps, 2 of warm-up
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(8):
+        sched.step_batch()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(1 / 3) and lrs[1] == pytest.approx(2 / 3)
+    assert lrs[2] == pytest.approx(1.0)  # warm-up done: peak
+    assert lrs[5] == pytest.approx(0.5)  # half-way through the cosine
+    assert lrs[8] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False))
+
+
+def test_plateau_schedule_reduces_lr() -> None:
+    p = torch.nn.Parameter(torch.ones(1))
+    cfg = TrainConfig(lr=1.0, scheduler="plateau", plateau_patience=0, plateau_factor=0.5)
+    opt = create_optimizer([p], cfg)
+    sched = create_schedule(opt, cfg, steps_per_epoch=1)
+    sched.step_epoch(0.5)
+    sched.step_epoch(0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
