@@ -71,5 +71,6 @@ def serve_dashboard(
         run_server(storage, host=host, port=port, artifact_store=store)
     except OSError as exc:  # address in use, or a host that is not an address of this machine
         raise ConfigError(
-            f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}; pass another --port or --host"
+            f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}; "
+            "pass another --port or --host"
         ) from None

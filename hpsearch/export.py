@@ -1,7 +1,7 @@
 """After the search: the best trial of a study as a run config that ``hpsearch train --config`` reads back.
 
-A trial stores its fully resolved ``RunConfig`` as the ``config`` user attribute (see ``objective.py``), so the
-export is that config plus a ``provenance`` section saying where it came from. The storage URL in the
+A trial stores its fully resolved ``RunConfig`` as the ``config`` user attribute (see ``objective.py``), so
+the export is that config plus a ``provenance`` section saying where it came from. The storage URL in the
 provenance is masked: an exported file is meant to be shared, the database password is not.
 """
 

@@ -352,7 +352,8 @@ def plot_history(study: optuna.Study, path: Path) -> Path:
 
 
 def plot_intermediate(study: optuna.Study, path: Path) -> Path:
-    """Per-epoch validation metric of every trial: complete in blue, pruned in grey, failed in red, best bold."""
+    """Per-epoch validation metric of every trial: complete blue, pruned grey (x where stopped), failed red,
+    best bold orange."""
     metric = study_metric(study)
     trials = study.get_trials(deepcopy=False)
     best_number = study.best_trial.number if any(t.state == TrialState.COMPLETE for t in trials) else None
@@ -376,9 +377,12 @@ def plot_intermediate(study: optuna.Study, path: Path) -> Path:
             **styles[t.state],
         )
         if t.state == TrialState.PRUNED:  # where the pruner stopped it
-            ax.plot([curve[-1][0]], [curve[-1][1]], marker="x", ms=5, color="dimgrey", ls="none")
+            ax.plot(
+                [curve[-1][0]], [curve[-1][1]], marker="x", ms=6, mew=1.5, color="black", ls="none", zorder=4
+            )
         shown.add(t.state)
-    handles = [Line2D([], [], **styles[s], label=s.name.lower()) for s in styles if s in shown]
+    labels = {TrialState.PRUNED: "pruned (x: where stopped)"}
+    handles = [Line2D([], [], **styles[s], label=labels.get(s, s.name.lower())) for s in styles if s in shown]
     if best_number is not None:
         curve = _curve(study.best_trial)
         if curve:
@@ -521,9 +525,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         out += [ctt["note"], ""]
     else:
         out += [
-            f"Compute spent until the best-so-far `{metric}` first reached each target: the whole time of every "
-            "trial that finished before, plus the crossing trial's epochs up to the crossing. Trials are taken "
-            f"in order of completion and parallel workers add up. Device: {devices}.",
+            f"Compute spent until the best-so-far `{metric}` first reached each target: the whole time of "
+            "every trial that finished before, plus the crossing trial's epochs up to the crossing. Trials "
+            f"are taken in order of completion and parallel workers add up. Device: {devices}.",
             "",
             f"| Target `{metric}` ≥ | Compute | Reached in |",
             "|---|---|---|",
@@ -533,7 +537,8 @@ def render_markdown(data: dict[str, Any]) -> str:
                 secs = row["compute_s"]
                 raw = f" ({secs:,.0f} s)" if secs >= 60 else ""
                 out.append(
-                    f"| {row['threshold']:.2f} | {format_seconds(secs)}{raw} | trial {row['trial']}, epoch {row['epoch']} |"
+                    f"| {row['threshold']:.2f} | {format_seconds(secs)}{raw} "
+                    f"| trial {row['trial']}, epoch {row['epoch']} |"
                 )
             else:
                 out.append(f"| {row['threshold']:.2f} | not reached | — |")

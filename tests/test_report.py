@@ -189,7 +189,8 @@ def test_write_report_files(tmp_path: Path) -> None:
     assert "| `train.lr` | 1e-05 .. 0.01 (log) | 1.23e-04 |" in text
     assert "| PRUNED | 1 |" in text and "| WAITING | 1 |" in text
     assert "| 0.90 | not reached | — |" in text
-    assert "| 0.50 | 20.0 s (20 s) | trial 2, epoch 2 |" in text
+    assert "| 0.50 | 20.0 s | trial 2, epoch 2 |" in text
+    assert "| 0.60 | 5m 20s (320 s) | trial 0, epoch 2 |" in text
     assert "Pruned trials used 6.0% of the compute" in text
     assert "| Val Dice | 0.8500 |" in text and "| Device | cpu |" in text
     for png in ("history.png", "importance.png", "intermediate.png"):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from hpsearch.cli._app import app, console, err_console, handle_errors
 from hpsearch.errors import ConfigError
@@ -61,7 +62,10 @@ def check_cmd(
     for line in report.summary().splitlines():
         if line.startswith("error: "):
             err_console.print(
-                f"[bold red]error:[/] {line[len('error: ') :]}", highlight=False, soft_wrap=True, emoji=False
+                f"[bold red]error:[/] {escape(line[len('error: ') :])}",
+                highlight=False,
+                soft_wrap=True,
+                emoji=False,
             )
         else:
             _say(line)

@@ -49,6 +49,7 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """True when no error was found (warnings do not count)."""
         return not self.errors
 
     def summary(self) -> str:

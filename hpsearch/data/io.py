@@ -114,6 +114,8 @@ def _decode_raw(data: bytes, path: Path) -> np.ndarray:
         raise DataError(
             f"{path}: truncated JPEG (no end-of-image marker after the last scan); re-copy or re-download it"
         )
+    # IMREAD_UNCHANGED keeps the file's depth and channels, and also ignores EXIF orientation, so an image
+    # and its mask stay aligned pixel for pixel even when only one of them carries an orientation tag.
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         what = "JPEG" if is_jpeg else "image"
