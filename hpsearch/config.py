@@ -43,6 +43,7 @@ class DataConfig(StrictModel):
         "training device; 'auto' picks device on CUDA for presets that have one, else cpu (albumentations)",
     )
     max_train_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
+    max_val_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
 
 
 class ModelConfig(StrictModel):

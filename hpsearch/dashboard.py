@@ -59,7 +59,7 @@ def serve_dashboard(
     """
     from optuna_dashboard import run_server
 
-    if not 0 <= port <= 65535:
+    if not 1 <= port <= 65535:
         raise ConfigError(f"port {port} is out of range; pass --port between 1 and 65535")
     check_storage_exists(storage_url)
     storage = make_storage(storage_url)

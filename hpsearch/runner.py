@@ -99,8 +99,15 @@ def prepare_data(cfg: DataConfig, data_dir: Path, *, progress: bool | None = Non
     train_stems = list(split.train)
     if cfg.max_train_images:
         train_stems = train_stems[: cfg.max_train_images]
-    tr_img, tr_msk = load_arrays(by_stem, train_stems, size=cfg.image_size, cache_dir=cfg.cache_dir)
-    va_img, va_msk = load_arrays(by_stem, list(split.val), size=cfg.image_size, cache_dir=cfg.cache_dir)
+    val_stems = list(split.val)[: cfg.max_val_images] if cfg.max_val_images else list(split.val)
+    # The cache's own bar hides itself when stderr is not a terminal; False silences it everywhere.
+    show = progress is not False
+    tr_img, tr_msk = load_arrays(
+        by_stem, train_stems, size=cfg.image_size, cache_dir=cfg.cache_dir, progress=show
+    )
+    va_img, va_msk = load_arrays(
+        by_stem, val_stems, size=cfg.image_size, cache_dir=cfg.cache_dir, progress=show
+    )
     return PreparedData(
         data_dir=data_dir,
         pairs=pairs,
@@ -110,7 +117,7 @@ def prepare_data(cfg: DataConfig, data_dir: Path, *, progress: bool | None = Non
         train_masks=tr_msk,
         val_images=va_img,
         val_masks=va_msk,
-        val_stems=list(split.val),
+        val_stems=val_stems,
     )
 
 

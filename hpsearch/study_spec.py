@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hpsearch.config import RunConfig, format_validation_error, parse_run_config, read_yaml
 from hpsearch.errors import ConfigError
 
-STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+# The top-level studies/ folder, reached through the hpsearch/builtin_studies link so that it also ships in
+# the wheel (setuptools copies the files the link points to).
+STUDIES_DIR = Path(__file__).resolve().parent / "builtin_studies"
 
 _Scalar = bool | int | float | str | None
 

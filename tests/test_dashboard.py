@@ -23,7 +23,7 @@ from PIL import Image
 
 from hpsearch.dashboard import dashboard_url, exposure_warning, is_loopback, serve_dashboard
 from hpsearch.errors import StorageError
-from hpsearch.studies import ARTIFACTS_ENV, artifact_dir, artifact_store
+from hpsearch.studies import ARTIFACTS_ENV, artifact_store
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -68,10 +68,10 @@ def dashboard_process(url: str, port: int, log: Path, **kwargs: Any) -> subproce
         return subprocess.Popen([sys.executable, "-c", code], stdout=fh, stderr=subprocess.STDOUT, env=env)
 
 
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    """A study with one trial that has a PNG artifact in the default store beside the SQLite file."""
-    monkeypatch.delenv(ARTIFACTS_ENV, raising=False)
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One dashboard process for the module, on a study with a trial that has a PNG artifact."""
+    tmp_path = tmp_path_factory.mktemp("dash")
     url = f"sqlite:///{tmp_path / 'dash.db'}"
     study = optuna.create_study(storage=url, study_name="dash-study", direction="maximize")
     png_path = tmp_path / "gallery.png"
@@ -83,13 +83,14 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     trial.report(0.8, 2)
     trial.set_user_attr("best_val_dice", 0.8)
     artifact_id = upload_artifact(
-        artifact_store=artifact_store(url),
+        # The workers' default store, beside the SQLite file; the server is given no --artifacts and
+        # must find the same folder.
+        artifact_store=artifact_store(url, tmp_path / "dash-artifacts"),
         file_path=str(png_path),
         study_or_trial=trial,
         mimetype="image/png",
     )
     study.tell(trial, 0.8)
-    assert (artifact_dir(url) / artifact_id).is_file()  # the workers' default store: <db stem>-artifacts/
     port = free_port()
     log = tmp_path / "dashboard.log"
     proc = dashboard_process(url, port, log)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,9 @@ def add(study: optuna.Study, state: TrialState, params: dict[str, Any], dice: li
     )
 
 
-def make_study(tmp_path: Path, *, states: list[TrialState] | None = None) -> tuple[str, str]:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+def build_study(db: Path, *, states: list[TrialState] | None = None) -> tuple[str, str]:
+    """Three trials; by default trial 1 is the best COMPLETE one; trial 2 scored higher but was pruned."""
+    url = f"sqlite:///{db}"
     study = optuna.create_study(storage=url, study_name="tiny", direction="maximize")
     study.set_user_attr(SPEC_ATTR, json.dumps(SPEC))
     study.set_user_attr("data_split_hash", "abc123")
@@ -96,9 +98,24 @@ def make_study(tmp_path: Path, *, states: list[TrialState] | None = None) -> tup
     return url, "tiny"
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once: creating an Optuna schema costs far more than copying the file."""
+    db = tmp_path_factory.mktemp("template") / "study.db"
+    build_study(db)
+    return db
+
+
+def make_study(tmp_path: Path, template: Path) -> tuple[str, str]:
+    """A private copy of the template study (tests may add trials to it)."""
+    db = tmp_path / "study.db"
+    shutil.copyfile(template, db)
+    return f"sqlite:///{db}", "tiny"
+
+
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
-def test_export_round_trips_through_load_config(tmp_path: Path, fmt: str) -> None:
-    url, name = make_study(tmp_path)
+def test_export_round_trips_through_load_config(tmp_path: Path, template: Path, fmt: str) -> None:
+    url, name = make_study(tmp_path, template)
     out = export_best(url, name, tmp_path / f"best.{fmt}", fmt=fmt)
     loaded = load_config(out)  # the provenance section must not break loading
     study = optuna.load_study(study_name=name, storage=url)
@@ -124,8 +141,10 @@ def export_again(cfg: RunConfig, path: Path, fmt: str) -> Path:
     return dump_config(cfg, path, fmt=fmt)  # type: ignore[arg-type]
 
 
-def test_export_masks_the_storage_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url, name = make_study(tmp_path)
+def test_export_masks_the_storage_password(
+    tmp_path: Path, template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, name = make_study(tmp_path, template)
     study = optuna.load_study(study_name=name, storage=url)
     from hpsearch import export
 
@@ -138,16 +157,16 @@ def test_export_masks_the_storage_password(tmp_path: Path, monkeypatch: pytest.M
     assert load_config(out).provenance["storage"] == "postgresql+psycopg://alice:***@db.example:5432/hp"
 
 
-def test_yaml_is_readable_and_ordered(tmp_path: Path) -> None:
-    url, name = make_study(tmp_path)
+def test_yaml_is_readable_and_ordered(tmp_path: Path, template: Path) -> None:
+    url, name = make_study(tmp_path, template)
     out = export_best(url, name, tmp_path / "best.yaml")
     data = yaml.safe_load(out.read_text())
     assert list(data) == ["data", "model", "train", "provenance"]
     assert data["model"]["kwargs"] == {"base_width": 32}
 
 
-def test_export_into_a_folder(tmp_path: Path) -> None:
-    url, name = make_study(tmp_path)
+def test_export_into_a_folder(tmp_path: Path, template: Path) -> None:
+    url, name = make_study(tmp_path, template)
     (tmp_path / "out").mkdir()
     out = export_best(url, name, tmp_path / "out", fmt="json")
     assert out == tmp_path / "out" / "tiny_best.json"
@@ -155,14 +174,14 @@ def test_export_into_a_folder(tmp_path: Path) -> None:
 
 
 def test_no_complete_trial_says_what_there_is(tmp_path: Path) -> None:
-    url, name = make_study(tmp_path, states=[TrialState.PRUNED, TrialState.PRUNED, TrialState.FAIL])
+    url, name = build_study(tmp_path / "s.db", states=[TrialState.PRUNED, TrialState.PRUNED, TrialState.FAIL])
     with pytest.raises(ConfigError, match=r"no COMPLETE trial \(2 PRUNED, 1 FAIL\).*run more trials"):
         export_best(url, name, tmp_path / "best.yaml")
     assert not (tmp_path / "best.yaml").exists()
 
 
-def test_unknown_study_lists_the_known_ones(tmp_path: Path) -> None:
-    url, _ = make_study(tmp_path)
+def test_unknown_study_lists_the_known_ones(tmp_path: Path, template: Path) -> None:
+    url, _ = make_study(tmp_path, template)
     with pytest.raises(ConfigError, match="no study 'nope'.*studies there: tiny"):
         export_best(url, "nope", tmp_path / "best.yaml")
 
@@ -174,8 +193,8 @@ def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     assert not db.exists()
 
 
-def test_bad_format_and_trial_without_config(tmp_path: Path) -> None:
-    url, name = make_study(tmp_path)
+def test_bad_format_and_trial_without_config(tmp_path: Path, template: Path) -> None:
+    url, name = make_study(tmp_path, template)
     with pytest.raises(ConfigError, match="format 'toml'"):
         export_best(url, name, tmp_path / "best.toml", fmt="toml")  # type: ignore[arg-type]
     study = optuna.load_study(study_name=name, storage=url)
@@ -184,8 +203,8 @@ def test_bad_format_and_trial_without_config(tmp_path: Path) -> None:
         export_best(url, name, tmp_path / "best.yaml")
 
 
-def test_stored_config_that_no_longer_validates_names_trial_and_field(tmp_path: Path) -> None:
-    url, name = make_study(tmp_path)
+def test_stored_config_that_no_longer_validates_names_trial_and_field(tmp_path: Path, template: Path) -> None:
+    url, name = make_study(tmp_path, template)
     study = optuna.load_study(study_name=name, storage=url)
     cfg = trial_config({"train.lr": 1e-3, "train.batch_size": 8, "model.kwargs.base_width": 16})
     cfg["train"]["old_option"] = 1
@@ -194,8 +213,8 @@ def test_stored_config_that_no_longer_validates_names_trial_and_field(tmp_path: 
         export_best(url, name, tmp_path / "best.yaml")
 
 
-def test_best_trial_summary(tmp_path: Path) -> None:
-    url, name = make_study(tmp_path)
+def test_best_trial_summary(tmp_path: Path, template: Path) -> None:
+    url, name = make_study(tmp_path, template)
     summary = best_trial_summary(optuna.load_study(study_name=name, storage=url))
     assert summary["number"] == 1 and summary["value"] == pytest.approx(0.85)
     assert summary["params"]["train.batch_size"] == 16

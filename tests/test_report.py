@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,9 @@ def p(
     return out
 
 
-def make_study(tmp_path: Path, name: str = "tiny") -> tuple[optuna.Study, str]:
+def build_study(db: Path) -> None:
     """Trials listed in number order; completion order differs (trial 2 finishes first)."""
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+    study = optuna.create_study(storage=f"sqlite:///{db}", study_name="tiny", direction="maximize")
     study.set_user_attr(SPEC_ATTR, json.dumps(SPEC))
     study.set_user_attr("data_split_hash", "0123456789abcdef")
     study.set_user_attr("hpsearch_version", "0.1.0")
@@ -131,11 +131,25 @@ def make_study(tmp_path: Path, name: str = "tiny") -> tuple[optuna.Study, str]:
     # trial 4: failed last; counts in compute time but it is after every crossing.
     add(study, F, p(1e-5, 8), [], done_min=50, wall=5.0)
     study.enqueue_trial({})  # an unclaimed budget ticket
-    return study, url
 
 
-def test_cost_to_target_exact_numbers(tmp_path: Path) -> None:
-    study, _ = make_study(tmp_path)
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once: creating an Optuna schema costs far more than copying the file."""
+    db = tmp_path_factory.mktemp("template") / "study.db"
+    build_study(db)
+    return db
+
+
+def make_study(tmp_path: Path, template: Path) -> tuple[optuna.Study, str]:
+    """A private copy of the template study."""
+    shutil.copyfile(template, tmp_path / "study.db")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    return optuna.load_study(study_name="tiny", storage=url), url
+
+
+def test_cost_to_target_exact_numbers(tmp_path: Path, template: Path) -> None:
+    study, _ = make_study(tmp_path, template)
     rows = {r["threshold"]: r for r in cost_to_target(study.get_trials())}
     # Completion order: 2 (300 s via datetimes), 0 (40 s), 3 (25 s), 1 (50 s), 4 (5 s); 10 s per epoch.
     assert rows[0.5]["compute_s"] == pytest.approx(20.0)  # trial 2, epochs 1-2
@@ -156,8 +170,8 @@ def test_cost_to_target_without_history_uses_a_proportional_share(tmp_path: Path
     assert rows[0.6]["basis"] == "proportional"
 
 
-def test_report_numbers(tmp_path: Path) -> None:
-    study, url = make_study(tmp_path)
+def test_report_numbers(tmp_path: Path, template: Path) -> None:
+    study, url = make_study(tmp_path, template)
     data = build_report(study, url)
     assert data["counts"] == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1, "RUNNING": 0, "WAITING": 1, "total": 6}
     by_state = data["time"]["by_state"]
@@ -181,8 +195,8 @@ def test_report_numbers(tmp_path: Path) -> None:
     assert data["cost_to_target"]["devices"] == ["cpu"]
 
 
-def test_write_report_files(tmp_path: Path) -> None:
-    study, url = make_study(tmp_path)
+def test_write_report_files(tmp_path: Path, template: Path) -> None:
+    study, url = make_study(tmp_path, template)
     md = write_report(url, "tiny", tmp_path / "rep")
     text = md.read_text()
     assert "| Hyperparameter | Range tested | Optimal value |" in text
@@ -202,8 +216,8 @@ def test_write_report_files(tmp_path: Path) -> None:
     assert math.isclose(sum(data["importances"].values()), 1.0)
 
 
-def test_report_masks_the_storage_password(tmp_path: Path) -> None:
-    study, _ = make_study(tmp_path)
+def test_report_masks_the_storage_password(tmp_path: Path, template: Path) -> None:
+    study, _ = make_study(tmp_path, template)
     data = build_report(study, "postgresql+psycopg://alice:s3cret@db:5432/hp")
     assert data["storage"] == "postgresql+psycopg://alice:***@db:5432/hp"
     assert "s3cret" not in json.dumps(data)

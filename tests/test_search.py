@@ -28,8 +28,19 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> dic
     storage = f"sqlite:///{root}/s.db"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HPSEARCH_CACHE", str(root / "cache"))
-        res = invoke("run", "--study", "smoke", "--data", synth_data, "--storage", storage,
-                     "--n-trials", N_TRIALS, "--out", root / "runs")
+        res = invoke(
+            "run",
+            "--study",
+            "smoke",
+            "--data",
+            synth_data,
+            "--storage",
+            storage,
+            "--n-trials",
+            N_TRIALS,
+            "--out",
+            root / "runs",
+        )
     assert res.exit_code == 0, res.output
     return {"root": root, "storage": storage, "output": res.output, "data": synth_data}
 
@@ -51,7 +62,11 @@ def test_every_trial_is_recorded_with_curves_attrs_and_artifact(smoke_run: dict)
     for t in complete:
         ua = t.user_attrs
         assert len(t.intermediate_values) == ua["epochs_run"] == len(ua["history"])
-        assert t.value == pytest.approx(ua["best_val_dice"]) == pytest.approx(max(t.intermediate_values.values()))
+        assert (
+            t.value
+            == pytest.approx(ua["best_val_dice"])
+            == pytest.approx(max(t.intermediate_values.values()))
+        )
         assert 0 <= ua["best_val_iou"] <= ua["best_val_dice"] <= 1
         for key in ("config", "manifest", "wall_time_s", "train_img_per_s", "device", "checkpoint", "seed"):
             assert key in ua, key
@@ -70,8 +85,17 @@ def test_every_trial_is_recorded_with_curves_attrs_and_artifact(smoke_run: dict)
 
 
 def test_rerun_resumes_and_budget_is_total(smoke_run: dict) -> None:
-    args = ["run", "--study", "smoke", "--data", smoke_run["data"], "--storage", smoke_run["storage"],
-            "--out", smoke_run["root"] / "runs"]
+    args = [
+        "run",
+        "--study",
+        "smoke",
+        "--data",
+        smoke_run["data"],
+        "--storage",
+        smoke_run["storage"],
+        "--out",
+        smoke_run["root"] / "runs",
+    ]
     again = invoke(*args, "--n-trials", N_TRIALS)
     assert again.exit_code == 0, again.output
     assert "resuming" in again.output
@@ -88,8 +112,19 @@ def test_resume_with_changed_space_is_refused_unless_forced(smoke_run: dict, tmp
     spec["space"]["train.lr"]["high"] = 0.5
     path = tmp_path / "smoke_changed.yaml"
     path.write_text(yaml.safe_dump(spec))
-    args = ["run", "--study", path, "--study-name", "smoke", "--data", smoke_run["data"],
-            "--storage", smoke_run["storage"], "--n-trials", 0]
+    args = [
+        "run",
+        "--study",
+        path,
+        "--study-name",
+        "smoke",
+        "--data",
+        smoke_run["data"],
+        "--storage",
+        smoke_run["storage"],
+        "--n-trials",
+        0,
+    ]
     res = invoke(*args)
     assert res.exit_code == 2 and "search space" in res.output and "--force" in res.output
     assert invoke(*args, "--force").exit_code == 0
@@ -113,8 +148,17 @@ def test_export_then_train_reproduces_the_best_trial(smoke_run: dict, tmp_path: 
 
 def test_evaluate_writes_metrics_csv_and_gallery(smoke_run: dict, tmp_path: Path) -> None:
     best = load(smoke_run["storage"]).best_trial
-    res = invoke("evaluate", "--checkpoint", best.user_attrs["checkpoint"], "--data", smoke_run["data"],
-                 "--out", tmp_path, "--split", "test")
+    res = invoke(
+        "evaluate",
+        "--checkpoint",
+        best.user_attrs["checkpoint"],
+        "--data",
+        smoke_run["data"],
+        "--out",
+        tmp_path,
+        "--split",
+        "test",
+    )
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "metrics.json").read_text())
     rows = (tmp_path / "per_case.csv").read_text().strip().splitlines()
@@ -133,8 +177,21 @@ def test_evaluate_writes_metrics_csv_and_gallery(smoke_run: dict, tmp_path: Path
 
 def _small_study(tmp_path: Path, synth_data: Path, n: int) -> tuple[str, list[str]]:
     storage = f"sqlite:///{tmp_path}/f.db"
-    return storage, ["run", "--study", "smoke", "--data", str(synth_data), "--storage", storage,
-                     "--n-trials", str(n), "--out", str(tmp_path / "runs"), "--max-epochs", "1"]
+    return storage, [
+        "run",
+        "--study",
+        "smoke",
+        "--data",
+        str(synth_data),
+        "--storage",
+        storage,
+        "--n-trials",
+        str(n),
+        "--out",
+        str(tmp_path / "runs"),
+        "--max-epochs",
+        "1",
+    ]
 
 
 def test_non_finite_loss_prunes_and_oom_fails_and_the_study_goes_on(
@@ -183,9 +240,7 @@ BAD_STUDIES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_STUDIES))
-def test_bad_study_files_give_one_line_and_write_nothing(
-    case: str, tmp_path: Path, synth_data: Path
-) -> None:
+def test_bad_study_files_give_one_line_and_write_nothing(case: str, tmp_path: Path, synth_data: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(BAD_STUDIES[case])
     db = tmp_path / "bad.db"

@@ -5,6 +5,6 @@ from __future__ import annotations
 from hpsearch.cli._app import app, main
 
 # Importing the command modules registers their commands on ``app``.
-from hpsearch.cli import data_cmd, study_cmd, train_cmd  # noqa: E402,F401  isort: skip
+from hpsearch.cli import data_cmd, reproduce_cmd, study_cmd, train_cmd  # noqa: E402,F401  isort: skip
 
 __all__ = ["app", "main"]

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hpsearch.errors import HpsearchError
 
@@ -33,7 +34,8 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except HpsearchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # Messages carry user paths and values; escape them so text like "[/x]" is not read as markup.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

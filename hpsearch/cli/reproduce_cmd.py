@@ -1,0 +1,68 @@
+"""``hpsearch reproduce``: the report's four-column table on the official split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hpsearch.cli._app import app, console, err_console, handle_errors
+
+DataOpt = Annotated[
+    str | None, typer.Option("--data", envvar="HPSEARCH_DATA", help="dataset folder with images/ and masks/")
+]
+
+
+@app.command()
+@handle_errors
+def reproduce(
+    data: DataOpt = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/reproduce"),
+    columns: Annotated[
+        list[str] | None,
+        typer.Option("--columns", help="some of: unet, wide_deep, tuned, cbam (comma-separated or repeated)"),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds per column (seed s changes train.seed only)")] = 1,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="tiny models, 64 px, 1-2 epochs: proves the path on a CPU")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu (overrides the configs)")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="cap every column's epochs")] = None,
+    max_train_images: Annotated[
+        int | None, typer.Option("--max-train-images", min=1, help="train on only this many images")
+    ] = None,
+    tuned_config: Annotated[
+        Path | None,
+        typer.Option("--tuned-config", help="`hpsearch export` output for the optimized column (and CBAM)"),
+    ] = None,
+    config_dir: Annotated[
+        Path | None, typer.Option("--config-dir", help="folder with the column configs (default: configs/)")
+    ] = None,
+    compile_mode: Annotated[
+        str | None, typer.Option("--compile", help="torch.compile: auto, on or off (overrides the configs)")
+    ] = None,
+) -> None:
+    """Train the report's columns, test each on the sealed test set, write results.md and results.json."""
+    from hpsearch.reproduce import render_markdown
+    from hpsearch.reproduce import reproduce as run_reproduce
+    from hpsearch.runner import resolve_data_dir
+
+    ddir = resolve_data_dir(data)
+    results = run_reproduce(
+        ddir,
+        out,
+        columns=columns,
+        seeds=seeds,
+        quick=quick,
+        device=device,
+        epochs=epochs,
+        max_train_images=max_train_images,
+        config_dir=config_dir,
+        tuned_config=tuned_config,
+        compile_mode=compile_mode,
+        log=lambda msg: (err_console if msg.startswith("WARNING") else console).print(msg, highlight=False),
+    )
+    table = render_markdown(results).split("## The table (report layout)\n\n", 1)[1].split("\n\n", 1)[0]
+    console.print(table, highlight=False, markup=False)
+    console.print(f"wrote {out / 'results.md'}, {out / 'results.json'} ({results['wall_time_s']:.1f}s)")
