@@ -1,4 +1,4 @@
-"""The real path on real Kvasir-SEG (skipped when ../shared/data/kvasir-seg is absent; slow ones behind -m slow)."""
+"""The real path on real Kvasir-SEG (skipped when absent; the slow cases run with -m slow)."""
 
 from __future__ import annotations
 
