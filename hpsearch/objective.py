@@ -143,10 +143,12 @@ class Objective:
             )
         except optuna.TrialPruned as exc:
             self._record_partial(trial, cb, t0, reason=str(exc), key="prune_reason")
+            self._drop_empty(out_dir)
             self._emit(kind="end", trial=trial.number, state="PRUNED", worker=ctx.worker)
             raise
         except NonFiniteLossError as exc:
             self._record_partial(trial, cb, t0, reason=f"non-finite loss: {exc}", key="prune_reason")
+            self._drop_empty(out_dir)
             self._emit(kind="end", trial=trial.number, state="PRUNED", worker=ctx.worker)
             raise optuna.TrialPruned(str(exc)) from None
         except Exception as exc:  # any other failure: FAIL with a reason, the study goes on
@@ -158,6 +160,7 @@ class Objective:
             del exc
             release_memory(resolve_device(cfg.train.device))
             self._record_partial(trial, cb, t0, reason=reason, key="fail_reason")
+            self._drop_empty(out_dir)
             trial.set_user_attr("fail_detail", detail[:2000])
             self._emit(kind="end", trial=trial.number, state="FAIL", worker=ctx.worker, reason=reason)
             if oom:
@@ -203,6 +206,12 @@ class Objective:
         self._emit(kind="end", trial=trial.number, state="COMPLETE", value=res.best_dice, worker=ctx.worker)
         value = res.best_dice if ctx.spec.metric == "val_dice" else res.best_iou
         return float(value)
+
+    @staticmethod
+    def _drop_empty(out_dir: Path) -> None:
+        # A pruned or failed trial writes no checkpoint; don't leave an empty folder behind.
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
 
     def _record_partial(
         self, trial: optuna.Trial, cb: PruningCallback, t0: float, *, reason: str, key: str

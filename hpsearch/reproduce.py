@@ -37,7 +37,7 @@ SUSPICIOUS_DICE = 0.90
 QUICK_EPOCHS = 2
 QUICK_IMAGE_SIZE = 64
 QUICK_MAX_TRAIN = 16
-QUICK_BATCH = 8
+QUICK_BATCH = 4
 # Quick mode on data the shipped split was not made for (e.g. `hpsearch data synth` output).
 QUICK_RANDOM_SPLIT = {"split_file": None, "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0}
 
@@ -631,7 +631,7 @@ def render_markdown(results: dict[str, Any], *, out_dir: Path | None = None) -> 
         "|---|" + "---|" * len(COLUMNS),
     ]
     for metric in ("iou", "dice"):
-        name = metric.upper() if metric == "iou" else "Dice"
+        name = "IoU" if metric == "iou" else "Dice"
         ours = [
             _fmt(cols[k][f"{metric}_mean"], cols[k][f"{metric}_sd"]) if k in cols else "not run"
             for k in COLUMNS

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curves(history: Sequence[dict[str, float]], path: str | Path, *, title: str = "") -> Path:
@@ -32,6 +33,7 @@ def plot_curves(history: Sequence[dict[str, float]], path: str | Path, *, title:
             ax.legend(loc="lower right", fontsize=8)
     axes[0].legend(fontsize=8)
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     if title:

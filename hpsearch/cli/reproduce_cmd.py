@@ -61,7 +61,9 @@ def reproduce(
         config_dir=config_dir,
         tuned_config=tuned_config,
         compile_mode=compile_mode,
-        log=lambda msg: (err_console if msg.startswith("WARNING") else console).print(msg, highlight=False),
+        log=lambda msg: (err_console if msg.startswith("WARNING") else console).print(
+            msg, highlight=False, markup=False
+        ),
     )
     table = render_markdown(results).split("## The table (report layout)\n\n", 1)[1].split("\n\n", 1)[0]
     console.print(table, highlight=False, markup=False)
