@@ -54,6 +54,9 @@ def serve_dashboard(
 ) -> None:
     """Serve optuna-dashboard on the storage until interrupted (Ctrl-C returns normally).
 
+    Caveat from the stdlib server underneath: a Ctrl-C that lands while a request is being answered is
+    swallowed by wsgiref's error handler, so the server keeps running; a second Ctrl-C stops it.
+
     The storage is opened with ``make_storage`` (same URL rules, masked errors) and artifacts come from the
     same ``FileSystemArtifactStore`` the workers upload to, so trial galleries and curves show in the UI.
     """
