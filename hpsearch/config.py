@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpsearch.errors import ConfigError
 
@@ -78,6 +78,14 @@ class TrainConfig(StrictModel):
     seed: int = 0
     max_steps_per_epoch: int | None = Field(default=None, ge=1, description="cap for quick runs")
     gallery_k: int = Field(default=4, ge=0)
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_words(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `on`/`off` (in a file or in --set train.compile=off) as a boolean.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
     @model_validator(mode="after")
     def _check_warmup(self) -> TrainConfig:

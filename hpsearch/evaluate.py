@@ -20,6 +20,7 @@ from hpsearch.config import RunConfig
 from hpsearch.data.cache import resize_pair
 from hpsearch.data.check import verify_dataset
 from hpsearch.data.dataset import normalize
+from hpsearch.data.discover import Pair
 from hpsearch.data.io import read_image, read_mask
 from hpsearch.data.splits import make_split
 from hpsearch.device import resolve_device
@@ -74,11 +75,21 @@ def _dice_iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, int, int,
     return 2 * tp / (2 * tp + fp + fn), tp / (tp + fp + fn), tp, fp, fn
 
 
-def select_stems(cfg: RunConfig, data_dir: Path, split: SplitName, split_file: str | None) -> list[str]:
-    """The stems of ``split``, recomputed with the training run's split settings on this folder."""
+def select_stems(
+    cfg: RunConfig,
+    data_dir: Path,
+    split: SplitName,
+    split_file: str | None,
+    pairs: list[Pair] | None = None,
+) -> list[str]:
+    """The stems of ``split``, recomputed with the training run's split settings on this folder.
+
+    ``pairs`` is the folder's verified listing when the caller already has it (verifying reads every file).
+    """
     from hpsearch.runner import resolve_split_file
 
-    pairs = verify_dataset(data_dir)
+    if pairs is None:
+        pairs = verify_dataset(data_dir)
     if split == "all":
         return [p.stem for p in pairs]
     try:
@@ -109,10 +120,11 @@ def evaluate_checkpoint(
     """Write metrics.json, per_case.csv and worst.png for ``split``; returns the metrics dict."""
     model, cfg, ckpt = load_checkpoint(checkpoint)
     ddir = Path(data_dir)
-    stems = select_stems(cfg, ddir, split, split_file)
+    pairs = verify_dataset(ddir)
+    stems = select_stems(cfg, ddir, split, split_file, pairs)
     if not stems:
         raise DataError(f"split '{split}' of {ddir} is empty; nothing to evaluate")
-    by_stem = {p.stem: p for p in verify_dataset(ddir)}
+    by_stem = {p.stem: p for p in pairs}
     dev = resolve_device(device)
     model.eval().to(dev)
     size = cfg.data.image_size

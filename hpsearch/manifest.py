@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import random
 import sys
@@ -24,15 +25,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that change results."""
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
+    # Reading package metadata walks site-packages; once per process is enough (every trial asks).
     out = {"python": sys.version.split()[0], "hpsearch": hpsearch.__version__}
     for name in _PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    return out
+    return tuple(out.items())
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that change results."""
+    return dict(_versions())
 
 
 def build_manifest(*, seed: int, device: str, split_hash: str, data_fingerprint: str, **extra: Any) -> dict:

@@ -250,6 +250,8 @@ def quick_config(
     depth - 2, so the baseline becomes (8, 2) and the wider/deeper U-Net (12, 3).
     """
 
+    epochs = min(epochs, cfg.train.epochs)  # like --epochs elsewhere, a cap: never longer than the config
+
     def edit(d: dict[str, Any]) -> None:
         kw = d["model"]["kwargs"]
         kw["base_width"] = max(4, round(8 * int(kw.get("base_width", 64)) / 64))
@@ -261,7 +263,7 @@ def quick_config(
             warmup_epochs=min(int(t.get("warmup_epochs", 0)), epochs - 1),
             batch_size=min(int(t["batch_size"]), QUICK_BATCH),
             compile="off",
-            gallery_k=2,
+            gallery_k=0,  # the test worst.png comes from evaluate; no val gallery needed
         )
 
     return _edit(cfg, edit, "quick config")
@@ -298,23 +300,44 @@ def apply_overrides(
     return _edit(cfg, edit, "reproduce overrides")
 
 
-def split_fits(cfg: RunConfig, data_dir: Path) -> str | None:
-    """None if the config's split applies to the data folder, else why not."""
+def split_test_stems(
+    cfg: RunConfig, data_dir: Path, pairs: list | None = None
+) -> tuple[tuple[str, ...] | None, str]:
+    """The config's test stems on this data folder, or (None, why the split does not apply)."""
     from hpsearch.data.check import verify_dataset
     from hpsearch.data.splits import make_split
     from hpsearch.runner import resolve_split_file
 
     try:
-        make_split(
-            verify_dataset(data_dir),
+        split = make_split(
+            pairs if pairs is not None else verify_dataset(data_dir),
             split_file=resolve_split_file(cfg.data.split_file, data_dir),
             val_fraction=cfg.data.val_fraction,
             test_fraction=cfg.data.test_fraction,
             seed=cfg.data.split_seed,
         )
     except DataError as exc:
-        return str(exc)
-    return None
+        return None, str(exc)
+    return split.test, ""
+
+
+def check_same_test_set(cfgs: dict[str, RunConfig], data_dir: Path, pairs: list | None = None) -> None:
+    """Every column must be tested on the same images; checked before anything trains."""
+    from hpsearch.data.check import verify_dataset
+
+    pairs = pairs if pairs is not None else verify_dataset(data_dir)
+    tests = {k: split_test_stems(c, data_dir, pairs) for k, c in cfgs.items()}
+    bad = [k for k, (t, _) in tests.items() if t is None]
+    if bad:
+        raise DataError(f"column '{bad[0]}': {tests[bad[0]][1]}")
+    first = next(iter(tests))
+    differ = [k for k, (t, _) in tests.items() if t != tests[first][0]]
+    if differ:
+        raise SanityError(
+            f"column(s) {', '.join(differ)} would be tested on other images than column '{first}'; all "
+            "columns must use the same split settings (data.split_file, val/test_fraction, split_seed) so "
+            "the table compares like with like"
+        )
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -324,17 +347,12 @@ def _sd(values: Sequence[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-def _data_key(cfg: RunConfig) -> tuple:
-    d = cfg.data
-    return (
-        d.split_file,
-        d.val_fraction,
-        d.test_fraction,
-        d.split_seed,
-        d.image_size,
-        d.max_train_images,
-        d.cache_dir,
-    )
+def _data_key(cfg: RunConfig) -> str:
+    """Configs with equal keys share one ``prepare_data`` (split + decoded arrays)."""
+    d = cfg.data.model_dump(mode="json")
+    for name in ("path", "augmentation", "augment_on", "num_workers"):
+        d.pop(name, None)
+    return json.dumps(d, sort_keys=True)
 
 
 def _evaluated_stems(per_case_csv: Path) -> list[str]:
@@ -346,7 +364,9 @@ def _provenance_note(cfg: RunConfig) -> str:
     prov = cfg.provenance or {}
     if "study" in prov and "trial" in prov:
         metric = prov.get("metric", "metric")
-        return f"study '{prov['study']}', trial {prov['trial']} ({metric} {prov.get('value')})"
+        value = prov.get("value")
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        return f"study '{prov['study']}', trial {prov['trial']} ({metric} {shown})"
     if prov.get("source"):
         return str(prov["source"])
     return "config file"
@@ -377,6 +397,7 @@ def reproduce(
     log: Log = print,
 ) -> dict[str, Any]:
     """Train and test every column for ``seeds`` seeds; write results.json/results.md; return the results."""
+    from hpsearch.data.check import verify_dataset
     from hpsearch.device import release_memory, resolve_device
     from hpsearch.evaluate import evaluate_checkpoint
     from hpsearch.runner import PreparedData, prepare_data, train_from_config
@@ -411,7 +432,8 @@ def reproduce(
         )
     split_note = None
     first = cfgs[keys[0]]
-    why = split_fits(first, ddir)
+    pairs = verify_dataset(ddir)
+    _, why = split_test_stems(first, ddir, pairs)
     if why:
         if not quick:
             raise DataError(
@@ -420,15 +442,17 @@ def reproduce(
                 "other data"
             )
         split_note = (
-            f"the data folder does not fit the configs' split '{first.data.split_file}' ({why}); quick mode "
+            f"the data folder does not fit the configs' split '{first.data.split_file}' "
+            f"({why.split(': ', 1)[0]}); quick mode "
             f"used a seeded random split instead (val_fraction {QUICK_RANDOM_SPLIT['val_fraction']}, "
             f"test_fraction {QUICK_RANDOM_SPLIT['test_fraction']}, seed {QUICK_RANDOM_SPLIT['split_seed']})"
         )
         log(f"note: {split_note}")
         cfgs = {k: apply_overrides(c, split=QUICK_RANDOM_SPLIT) for k, c in cfgs.items()}
+    check_same_test_set(cfgs, ddir, pairs)
 
     out.mkdir(parents=True, exist_ok=True)
-    prepared: dict[tuple, PreparedData] = {}
+    prepared: dict[str, PreparedData] = {}
     test_set: tuple[str, ...] | None = None
     warnings: list[str] = []
     col_results: dict[str, Any] = {}
@@ -463,12 +487,8 @@ def reproduce(
                 from hpsearch.data.splits import save_split
 
                 save_split(split, out / "split.json")
-            elif split.test != test_set:
-                raise SanityError(
-                    f"column '{key}' would be tested on a different test set than the first column; "
-                    "all columns must use the same split file (data.split_file) so the table compares like "
-                    "with like"
-                )
+            elif split.test != test_set:  # check_same_test_set ran before training; this is a backstop
+                raise SanityError(f"column '{key}' was split into a different test set than the first column")
             run_dir = cdir / f"seed{seed}"
             label = f"{key} seed {seed}"
             log(
@@ -618,7 +638,13 @@ def render_markdown(results: dict[str, Any], *, out_dir: Path | None = None) -> 
     sd_note = "mean ± sd over seeds" if n > 1 else "1 seed, so no spread over seeds is given"
     lines += [
         f"Test set: {split['counts']['test']} images, split `{split['source']}` (hash {split['hash'][:16]}), "
-        f"train {split['counts']['train']} / val {split['counts']['val']}. Metric: {results['metric']}; "
+        f"train {split['counts']['train']} / val {split['counts']['val']}"
+        + (
+            f" (training capped at {results['max_train_images']} images)"
+            if results["max_train_images"]
+            else ""
+        )
+        + f". Metric: {results['metric']}; "
         f"{sd_note}. Selection: {results['selection']}.",
         "",
         f"Hardware: {results['hardware']}. Seeds per column: {n}"
@@ -647,7 +673,7 @@ def render_markdown(results: dict[str, Any], *, out_dir: Path | None = None) -> 
     ]
     for c in cols.values():
         val = statistics.fmean(r["best_val_dice"] for r in c["runs"])
-        params = f"{c['n_params'] / 1e6:.2f}M" if c.get("n_params") else "?"
+        params = f"{c['n_params'] / 1e6:.3g}M" if c.get("n_params") else "?"
         lines.append(
             f"| {c['label']} | {c['model']} {c['model_kwargs']} | {params} | {c['epochs']} "
             f"| {c['n_seeds']} | "
@@ -677,17 +703,16 @@ def render_markdown(results: dict[str, Any], *, out_dir: Path | None = None) -> 
         )
     lines += ["", "## Each column on its own", ""]
     lines += [
-        "Every column is a config file; training and testing one by hand is the same code path:",
+        "Every column is a config file; training and testing one by hand is the same code path (run from "
+        "this folder: `<column>/config.yaml` paths are relative to it):",
         "",
         "```",
     ]
     data = results["data_dir"]
     for k, c in cols.items():
-        cfg_path = (
-            c["resolved_config"]
-            if quick or results.get("epochs_cap") or results.get("max_train_images")
-            else c["config"]
-        )
+        modified = quick or results.get("epochs_cap") or results.get("max_train_images")
+        shipped = not modified and Path(c["config"]).is_file()
+        cfg_path = c["config"] if shipped else _rel(c["resolved_config"], out_dir)
         lines += [
             f"hpsearch train --config {cfg_path} --data {data} --out runs/{k}",
             f"hpsearch evaluate --checkpoint runs/{k}/best.pt --data {data} --out runs/{k}/test",
@@ -695,9 +720,8 @@ def render_markdown(results: dict[str, Any], *, out_dir: Path | None = None) -> 
     lines += [
         "```",
         "",
-        "`<column>/config.yaml` in this folder is the exact resolved config of seed "
-        + ", ".join(str(c["runs"][0]["seed"]) for c in cols.values())
-        + " (for another seed set `train.seed`).",
+        "`<column>/config.yaml` in this folder is the exact resolved config of each column's first seed "
+        "(for another seed change `train.seed`).",
         "",
     ]
     lines += render_claims_section()
@@ -710,8 +734,8 @@ def render_claims_section() -> list[str]:
         "## About the report's numbers",
         "",
         "- **Its best epoch was picked on its test set**, so its numbers are optimistic by an unknown "
-        "amount. Here the epoch is picked on a validation carve of the 880 training images and the 120 test "
-        "images are read once per run, after training.",
+        "amount. Here the epoch is picked on a validation carve of the training images (88 of the official "
+        "880) and the test images (the official 120) are read once per run, after training.",
         "- **One run per column, no spread.** Differences of a few hundredths between single runs of a "
         "from-scratch U-Net are within seed-to-seed variation; use `--seeds 3` or more before reading them.",
         "- **Dice/IoU pairs.** Per image IoU = D/(2 − D), a convex function below the diagonal on [0, 1]. "
@@ -755,7 +779,7 @@ def render_claims_section() -> list[str]:
 
     lines += [
         "",
-        f"  By these bounds {verdict} mathematically possible. Measured per-image results on this split "
+        f"By these bounds {verdict} mathematically possible. Measured per-image results on this split "
         f"sit at positions {lo_m:.2f}–{hi_m:.2f}"
         + (f"; the report's {names(fine)} pair ({pos(fine, 'position')}) looks like them" if fine else "")
         + (
@@ -765,7 +789,8 @@ def render_claims_section() -> list[str]:
             if odd
             else "."
         ),
-        "  Pooling pixels over the whole test set (micro averaging) would give IoU = Dice/(2 − Dice) "
+        "",
+        "Pooling pixels over the whole test set (micro averaging) would give IoU = Dice/(2 − Dice) "
         "exactly ("
         + ", ".join(f"{ck['iou_if_uniform']:.2f}" for ck in claims.values())
         + "), i.e. position 0, so a different averaging does not explain the high positions either. "

@@ -7,6 +7,7 @@ anything is written to storage, so a typo never leaves a half-made study behind.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from hpsearch.errors import ConfigError
 from hpsearch.objective import Event, Objective, TrialContext
 from hpsearch.studies import (
     DEFAULT_STORAGE,
+    SPEC_ATTR,
     StorageOptions,
     WorkerSummary,
     artifact_store,
@@ -135,7 +137,7 @@ def _split_hash(base: RunConfig, data_dir: Path) -> str:
     return split.hash
 
 
-def prepare_study(opts: SearchOptions) -> PreparedStudy:
+def prepare_study(opts: SearchOptions, *, create_only: bool = False) -> PreparedStudy:
     """Validate the spec, overrides, data and storage; then create or resume the study."""
     if opts.n_trials is not None and opts.n_trials < 0:
         raise ConfigError(f"--n-trials must be >= 0 (got {opts.n_trials})")
@@ -146,15 +148,23 @@ def prepare_study(opts: SearchOptions) -> PreparedStudy:
     storage = make_storage(opts.storage, opts.storage_options)
     study_name = opts.study_name or spec.name
     _, created = create_or_load_study(
-        spec, storage, study_name=study_name, split_hash=split_hash, n_trials=opts.n_trials, force=opts.force
+        spec,
+        storage,
+        study_name=study_name,
+        split_hash=split_hash,
+        n_trials=opts.n_trials,
+        force=opts.force,
+        create_only=create_only,
     )
     out_root = Path(opts.out or os.environ.get("HPSEARCH_OUT") or "runs") / study_name
     return PreparedStudy(spec, study_name, opts.storage, storage, data_dir, split_hash, created, out_root)
 
 
 def default_worker_index() -> int:
-    """Slurm array task, Kubernetes Indexed Job index, or a value from host and pid."""
-    for var in ("HPSEARCH_WORKER_INDEX", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"):
+    """Slurm array task or task rank, Kubernetes Indexed Job index, or a value from host and pid."""
+    # SLURM_PROCID last: it is 0 in every single-task array element, where the array index is the one that
+    # tells workers apart.
+    for var in ("HPSEARCH_WORKER_INDEX", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX", "SLURM_PROCID"):
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return (hash(socket.gethostname()) ^ os.getpid()) % 100_000
@@ -199,9 +209,19 @@ def join_study(opts: SearchOptions) -> PreparedStudy:
     storage = make_storage(opts.storage, opts.storage_options)
     name = opts.study_name or opts.study
     if not study_exists(storage, name):
-        # Not in storage yet: the worker may be pointed at a study file; create it like `run` would.
-        return prepare_study(opts)
+        # --study may be a study file or a shipped study: its stored name is the spec's name.
+        name = opts.study_name or load_study_spec(opts.study).name
+    if not study_exists(storage, name):
+        # Not in storage yet: create it like `run` would.
+        storage.engine.dispose()  # prepare_study opens its own storage: hold no connection for this one
+        try:
+            return prepare_study(opts, create_only=True)
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another worker created it at the same moment: join it like any existing study
     study = optuna.load_study(study_name=name, storage=storage)
+    deadline = time.monotonic() + 30
+    while SPEC_ATTR not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(0.5)  # just created by another worker, which stores the spec last
     spec = stored_spec(study)
     base = _validated_base(spec, opts)
     data_dir = resolve_study_data(spec, opts.data, base)
@@ -223,6 +243,15 @@ def join_study(opts: SearchOptions) -> PreparedStudy:
         )
     out_root = Path(opts.out or os.environ.get("HPSEARCH_OUT") or "runs") / name
     return PreparedStudy(spec, name, opts.storage, storage, data_dir, split_hash, False, out_root)
+
+
+def _set_args(overrides: dict[str, Any]) -> list[str]:
+    """``--set KEY=VALUE`` arguments that parse back (parse_overrides) to the same values."""
+    out: list[str] = []
+    for k, v in overrides.items():
+        dumped = yaml.safe_dump(v, default_flow_style=True, width=float("inf"))
+        out += ["--set", f"{k}={dumped.strip().removesuffix('...').strip()}"]
+    return out
 
 
 def spawn_workers(opts: SearchOptions, prepared: PreparedStudy, n: int) -> list[subprocess.Popen]:
@@ -265,14 +294,14 @@ def spawn_workers(opts: SearchOptions, prepared: PreparedStudy, n: int) -> list[
             cmd += ["--max-epochs", str(opts.max_epochs)]
         if opts.timeout:
             cmd += ["--timeout", str(opts.timeout)]
-        for k, v in opts.overrides.items():
-            cmd += [
-                "--set",
-                f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}",
-            ]
+        cmd += _set_args(opts.overrides)
         env = dict(os.environ)
         if n_gpu > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(i % n_gpu)
+        if n_gpu == 0 and "OMP_NUM_THREADS" not in env:
+            # CPU workers share the cores: N processes with a thread per core each oversubscribe the CPU
+            # (measured: 4 workers on 2 cores ran the same study ~5x slower).
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
         procs.append(subprocess.Popen(cmd, env=env))
     return procs
 
@@ -291,13 +320,23 @@ def wait_workers(
 
 
 def resume_hint(opts: SearchOptions, prepared: PreparedStudy) -> str:
-    """The command that resumes this study."""
-    parts = ["hpsearch run --study", opts.study, "--storage", mask_url(opts.storage)]
+    """The command that resumes this study: the same budget, outputs and overrides."""
+    parts = ["hpsearch", "run", "--study", opts.study]
+    if opts.storage != os.environ.get("HPSEARCH_STORAGE"):  # from the environment: it is still there
+        parts += ["--storage", mask_url(opts.storage)]
     if opts.data:
         parts += ["--data", str(opts.data)]
     if opts.study_name:
         parts += ["--study-name", opts.study_name]
-    return " ".join(parts)
+    if opts.n_trials is not None:
+        parts += ["--n-trials", str(opts.n_trials)]
+    for flag, value in (("--out", opts.out), ("--artifacts", opts.artifacts), ("--device", opts.device)):
+        if value:
+            parts += [flag, str(value)]
+    if opts.max_epochs:
+        parts += ["--max-epochs", str(opts.max_epochs)]
+    parts += _set_args(opts.overrides)
+    return shlex.join(parts)
 
 
 DEFAULT_STORAGE_URL = DEFAULT_STORAGE

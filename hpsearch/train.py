@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hpsearch.config import TrainConfig
+from hpsearch.data.device_augment import normalize_batch
 from hpsearch.device import (
     autocast,
     cudnn_benchmark,
@@ -77,6 +78,10 @@ def _to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch
     x, y = batch
     x = x.to(device, non_blocking=True)
     y = y.to(device, non_blocking=True)
+    if x.dtype == torch.uint8:  # (N, H, W, 3) from a loader that leaves normalisation to the device
+        x = normalize_batch(x)
+        if not channels_last:
+            x = x.contiguous()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, y

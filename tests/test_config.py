@@ -71,3 +71,25 @@ def test_dump_load_round_trip(tmp_path: Path, fmt: str) -> None:
     )
     back = load_config(dump_config(cfg, tmp_path / f"c.{fmt}", fmt=fmt))  # type: ignore[arg-type]
     assert back == cfg
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"), [("off", "off"), ("on", "on"), ("auto", "auto"), ("no", "off")]
+)
+def test_compile_accepts_yaml_1_1_booleans(tmp_path: Path, word: str, expected: str) -> None:
+    """YAML reads a bare `off` as False; the field must still mean 'off', in a file and in --set."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"train:\n  compile: {word}\n")
+    assert load_config(p).train.compile == expected
+    from hpsearch.service import parse_overrides
+    from hpsearch.study_spec import resolve_config
+
+    cfg = resolve_config({}, parse_overrides([f"train.compile={word}"]), source="--set")
+    assert cfg.train.compile == expected
+
+
+def test_compile_rejects_other_words(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  compile: sometimes\n")
+    with pytest.raises(ConfigError, match="compile"):
+        load_config(p)

@@ -144,3 +144,45 @@ def test_plateau_schedule_reduces_lr() -> None:
     sched.step_epoch(0.5)
     sched.step_epoch(0.5)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+
+
+def test_uint8_batches_normalised_in_fit_train_like_float_batches(synth_data: Path) -> None:
+    """The CUDA loader ships uint8 images and fit normalises them; the result must equal the float path."""
+    from torch.utils.data import DataLoader
+
+    from hpsearch.data.dataset import SegmentationArrays
+    from hpsearch.train import _to_device
+
+    cfg = tiny_cfg(epochs=2)
+    data = prepare_data(cfg.data, synth_data)
+    histories = []
+    for uint8 in (False, True):
+        def loader(images, masks, shuffle: bool, uint8: bool = uint8) -> DataLoader:
+            ds = SegmentationArrays(images, masks, uint8_images=uint8)
+            gen = torch.Generator().manual_seed(0)
+            return DataLoader(ds, batch_size=4, shuffle=shuffle, drop_last=shuffle, generator=gen)
+
+        train = loader(data.train_images, data.train_masks, True)
+        val = loader(data.val_images, data.val_masks, False)
+        x, _ = next(iter(train))
+        assert x.dtype == (torch.uint8 if uint8 else torch.float32)
+        if uint8:
+            xf, _ = next(iter(loader(data.train_images, data.train_masks, True, uint8=False)))
+            moved, _ = _to_device((x, torch.zeros(1)), torch.device("cpu"), channels_last=False)
+            torch.testing.assert_close(moved, xf, atol=1e-5, rtol=0)
+            assert moved.is_contiguous()
+        torch.manual_seed(0)
+        res = fit(create_model("unet", **TINY), train, val, config=cfg.train, progress=False)
+        histories.append([round(h["val_dice"], 4) for h in res.history])
+    assert histories[0] == histories[1]
+
+
+def test_uint8_images_refuse_custom_normalisation() -> None:
+    import numpy as np
+
+    from hpsearch.data.dataset import SegmentationArrays
+    from hpsearch.errors import DataError
+
+    imgs, masks = np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8), np.uint8)
+    with pytest.raises(DataError, match="MEAN/STD"):
+        SegmentationArrays(imgs, masks, mean=(0.5, 0.5, 0.5), uint8_images=True)

@@ -156,7 +156,9 @@ def run(
                 err_console.print(f"[yellow]warning:[/] worker exit codes {codes}")
     _print_summary(prepared)
     if interrupted:
-        err_console.print(f"interrupted; resume with:\n  {resume_hint(opts, prepared)}")
+        # One unwrapped line, no markup: it is a command to copy.
+        err_console.print("interrupted; resume with:")
+        err_console.print(f"  {resume_hint(opts, prepared)}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130)
 
 
@@ -222,8 +224,10 @@ def worker(
 ) -> None:
     """Join an existing study (from any machine) and run trials until its budget is spent."""
     from hpsearch.live import live_board
-    from hpsearch.service import run_worker
+    from hpsearch.service import default_worker_index, run_worker
 
+    if worker_index is None:  # Slurm array task, Kubernetes job index, HPSEARCH_WORKER_INDEX, or host+pid
+        worker_index = default_worker_index()
     opts = _options(
         study,
         storage,
@@ -246,7 +250,7 @@ def worker(
         )
     states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary.states.items())) or "no trials"
     console.print(
-        f"worker {worker_index if worker_index is not None else ''} done: {states} "
+        f"worker {worker_index} done: {states} "
         f"in {summary.wall_time_s:.1f}s",
         highlight=False,
     )

@@ -41,6 +41,8 @@ def _basic_transforms() -> list[A.BasicTransform | A.BaseCompose]:
         A.RandomRotate90(p=0.5),
         A.Affine(
             scale=(0.9, 1.1),
+            # One zoom factor for both axes, as the device path (GeometricSpec) does.
+            keep_ratio=True,
             rotate=(-15, 15),
             interpolation=cv2.INTER_LINEAR,
             mask_interpolation=_MASK_NEAREST,
