@@ -116,7 +116,7 @@ class BCEDiceLoss(nn.Module):
 
 @LOSSES.register("focal")
 class FocalLoss(nn.Module):
-    """Focal loss (Lin et al., ICCV 2017): ``alpha_t * (1 - p_t)**gamma * BCE``, mean over all pixels.
+    """Focal loss (ICCV 2017): ``alpha_t * (1 - p_t)**gamma * BCE``, mean over all pixels.
 
     ``alpha`` weights the foreground (``1 - alpha`` the background); ``alpha=None`` disables the weighting,
     and with ``gamma=0`` the loss is then exactly BCE. The cross-entropy comes from the fused stable
@@ -149,7 +149,7 @@ class FocalLoss(nn.Module):
 
 @LOSSES.register("tversky")
 class TverskyLoss(nn.Module):
-    """Tversky loss (Salehi et al., MLMI 2017); ``alpha`` weights false positives, ``beta`` false negatives.
+    """Tversky loss (MLMI 2017); ``alpha`` weights false positives, ``beta`` false negatives.
 
     ``1 - (2 TP + smooth) / (2 TP + 2 alpha FP + 2 beta FN + smooth)`` on soft counts, per image then
     averaged. This is the usual index ``TP / (TP + alpha FP + beta FN)`` with numerator and denominator

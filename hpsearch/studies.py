@@ -447,7 +447,9 @@ def run_trials(
     Trial failures are caught by Optuna (FAIL with a reason) and the loop goes on. Ctrl-C marks the current
     trial FAIL (never a zombie RUNNING trial), puts a replacement ticket back, and stops. A storage call that
     fails in Optuna's own bookkeeping (claiming or telling a trial while the database restarts) does the same
-    to that trial and goes on; three such failures in a row end the worker with a StorageError.
+    to that trial and goes on; three such failures in a row end the worker with a StorageError. When the
+    budget is spent, the worker still checks that no RUNNING trial has silently died before it leaves
+    (``_await_silent_trials``).
     """
     if not study.budgeted and max_trials is None and timeout is None:
         raise ConfigError("a study without a budget (n_trials) needs --n-trials or --timeout")
@@ -479,6 +481,10 @@ def run_trials(
             study.optimize(guarded, n_trials=1, catch=(Exception,), callbacks=[record])
             storage_errors = 0
         except BudgetSpent:
+            # A trial whose worker died shortly before the budget ran out is not stale yet; leaving now
+            # would strand it RUNNING until some later worker came by. Wait for it to go stale and re-run it.
+            if _await_silent_trials(study):
+                continue
             break
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -495,6 +501,69 @@ def run_trials(
                 raise StorageError(f"the storage keeps failing: {first}") from None
     summary.wall_time_s = time.monotonic() - t0
     return summary
+
+
+def heartbeat_ages(storage: Any, study_id: int) -> dict[int, float]:
+    """Seconds since the last heartbeat of each RUNNING trial that has one (the database's clock)."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    backend = getattr(storage, "_backend", storage)  # optuna may wrap RDBStorage in a cache
+    if not isinstance(backend, RDBStorage):
+        return {}
+    with _create_scoped_session(backend.scoped_session) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar()
+        rows = (
+            session.query(models.TrialModel.trial_id, models.TrialHeartbeatModel.heartbeat)
+            .join(models.TrialHeartbeatModel, models.TrialModel.heartbeats)
+            .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+    if now is None:
+        return {}
+    now = now.replace(tzinfo=None)  # Postgres answers timezone-aware, SQLite naive (as optuna does)
+    return {tid: (now - beat.replace(tzinfo=None)).total_seconds() for tid, beat in rows}
+
+
+def _await_silent_trials(study: _WorkerStudy) -> bool:
+    """Before leaving a spent study, make sure no RUNNING trial is silently dead; True once a re-run waits.
+
+    Every RUNNING trial with a heartbeat is watched until it beats again (its worker is alive: leave it
+    alone) or finishes, or goes stale: failing it runs the retry callback, which enqueues the same
+    parameters as a WAITING trial for this worker to claim. So a worker that finds the budget spent waits
+    at most one heartbeat interval behind live trials, and at most the grace period behind a dead one.
+    """
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    interval = getattr(backend, "heartbeat_interval", None)
+    if not interval:
+        return False
+    watch: dict[int, float] = {}  # trial id -> age at the first look
+    settled: set[int] = set()
+    t0 = time.monotonic()
+    while True:
+        try:
+            ages = heartbeat_ages(storage, study._study_id)
+        except _STORAGE_ERRORS:
+            return False
+        waited = time.monotonic() - t0
+        for tid, first_age in list(watch.items()):
+            # Gone from RUNNING (finished or failed), or a beat newer than the one seen first: settled.
+            # The 2 s slack covers SQLite's one-second timestamps (both ends of an age are rounded).
+            if tid not in ages or ages[tid] < first_age + waited - 2.0:
+                settled.add(tid)
+                del watch[tid]
+        for tid, age in ages.items():
+            if tid not in settled and tid not in watch:
+                watch[tid] = age - waited
+        if not watch:
+            return False
+        with warnings.catch_warnings():  # experimental since optuna 2.9; the version is pinned
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        if storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            return True
+        time.sleep(min(1.0, interval / 4))
 
 
 def _abandon(study: _WorkerStudy, reason: str = INTERRUPTED) -> None:

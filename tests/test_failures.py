@@ -288,3 +288,60 @@ def test_a_storage_that_keeps_failing_ends_the_worker_with_one_line(
     with pytest.raises(StorageError, match="storage keeps failing"):
         studies.run_trials(study, _objective)
     assert TrialState.RUNNING not in [t.state for t in study.get_trials()]
+
+
+def test_a_trial_that_dies_as_the_budget_runs_out_is_still_retried(tmp_path: Path) -> None:
+    """The last ticket is claimed while another worker's trial has just gone silent (not yet stale): the
+    worker must wait for it to go stale and re-run it instead of leaving it RUNNING."""
+    spec = load_study_spec("smoke")
+    opts = studies.StorageOptions(heartbeat_interval=1, grace_period=2)
+    storage = studies.make_storage(f"sqlite:///{tmp_path}/late.db", opts)
+    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=2)
+    dead = studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
+    victim = dead.ask()
+    victim.suggest_float("train.lr", 1e-4, 0.3, log=True)
+    storage.record_heartbeat(victim._trial_id)  # one beat, then the worker "dies"
+
+    live = studies.worker_study("smoke", storage, spec, seed_offset=1, budgeted=True)
+    t0 = time.monotonic()
+    summary = studies.run_trials(live, _objective)
+    final = live.get_trials()
+    assert final[victim.number].state == TrialState.FAIL
+    retries = [t for t in final if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == final[victim.number].params
+    assert sorted(summary.trials) == sorted(t.number for t in final if t.number != victim.number)
+    assert time.monotonic() - t0 < 30  # bounded by the grace period, not an open-ended wait
+
+
+def test_a_worker_does_not_idle_behind_trials_that_are_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_study_spec("smoke")
+    opts = studies.StorageOptions(heartbeat_interval=1, grace_period=2)
+    storage = studies.make_storage(f"sqlite:///{tmp_path}/alive.db", opts)
+    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=2)
+    other = studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
+    running = other.ask()
+    storage.record_heartbeat(running._trial_id)
+    # Its worker keeps beating: every look finds a fresh heartbeat.
+    monkeypatch.setattr(studies, "heartbeat_ages", lambda *_: {running._trial_id: 0.2})
+    live = studies.worker_study("smoke", storage, spec, seed_offset=1, budgeted=True)
+    t0 = time.monotonic()
+    studies.run_trials(live, _objective)
+    assert time.monotonic() - t0 < 5
+    assert live.get_trials()[running.number].state == TrialState.RUNNING  # left to its own worker
+
+
+def test_heartbeat_ages_reads_running_trials_only(tmp_path: Path) -> None:
+    spec = load_study_spec("smoke")
+    opts = studies.StorageOptions(heartbeat_interval=1)
+    storage = studies.make_storage(f"sqlite:///{tmp_path}/ages.db", opts)
+    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=3)
+    w = studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
+    a, b = w.ask(), w.ask()
+    storage.record_heartbeat(a._trial_id)
+    storage.record_heartbeat(b._trial_id)
+    w.tell(b, 0.5)
+    ages = studies.heartbeat_ages(storage, w._study_id)
+    assert list(ages) == [a._trial_id] and 0 <= ages[a._trial_id] < 5

@@ -1,4 +1,4 @@
-"""Attention modules for the U-Net: CBAM (Woo et al., ECCV 2018) and the ``ATTENTIONS`` registry.
+"""Attention modules for the U-Net: CBAM (ECCV 2018) and the ``ATTENTIONS`` registry.
 
 Every module here is stateless apart from its parameters: the attention maps are exposed through
 ``channel_weights(x)`` / ``spatial_weights(x)`` methods instead of being cached during ``forward``, so
@@ -89,7 +89,7 @@ class SpatialAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-    """Convolutional Block Attention Module (Woo et al., ECCV 2018): channel then spatial attention."""
+    """Convolutional Block Attention Module (ECCV 2018): channel then spatial attention."""
 
     def __init__(
         self, channels: int, *, reduction: int = 16, min_hidden: int = 8, kernel_size: int = 7

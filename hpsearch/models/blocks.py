@@ -1,4 +1,4 @@
-"""Building blocks of the classic U-Net (Ronneberger et al., MICCAI 2015) as used by the reproduced report."""
+"""Building blocks of the classic U-Net (MICCAI 2015) as used by the reproduced report."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The U-Net (Ronneberger et al., MICCAI 2015) with optional attention, and the ``MODELS`` registry."""
+"""The U-Net (MICCAI 2015) with optional attention, and the ``MODELS`` registry."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def cbam_unet(
     reduction: int = 16,
     min_hidden: int = 8,
 ) -> UNet:
-    """U-Net with CBAM (Woo et al., ECCV 2018) after each encoder block (and decoder block if asked)."""
+    """U-Net with CBAM (ECCV 2018) after each encoder block (and decoder block if asked)."""
     return UNet(
         in_channels=in_channels,
         out_channels=out_channels,
