@@ -203,10 +203,10 @@ class Trainer:
         self.autocast = lambda: autocast(device, amp=True)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        y = y.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        from hpsearch.train import _to_device
+
+        # fit's own transfer: uint8 batches from the CPU path are normalised on the device there.
+        x, y = _to_device((x, y), self.device, self.channels_last)
         with self.autocast():
             logits = self.forward(x)
         loss = self.loss_fn(logits.float(), y)

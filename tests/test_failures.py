@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -290,19 +291,24 @@ def test_a_storage_that_keeps_failing_ends_the_worker_with_one_line(
     assert TrialState.RUNNING not in [t.state for t in study.get_trials()]
 
 
+def _two_workers_one_beat(tmp_path: Path, n_trials: int) -> tuple[Any, optuna.Trial, Any]:
+    """A budgeted smoke study with fast heartbeats; one worker has claimed a trial that has beaten once."""
+    spec = load_study_spec("smoke")
+    opts = studies.StorageOptions(heartbeat_interval=1, grace_period=2)
+    storage = studies.make_storage(f"sqlite:///{tmp_path}/hb.db", opts)
+    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=n_trials)
+    first = studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
+    claimed = first.ask()
+    claimed.suggest_float("train.lr", 1e-4, 0.3, log=True)
+    storage.record_heartbeat(claimed._trial_id)
+    second = studies.worker_study("smoke", storage, spec, seed_offset=1, budgeted=True)
+    return storage, claimed, second
+
+
 def test_a_trial_that_dies_as_the_budget_runs_out_is_still_retried(tmp_path: Path) -> None:
     """The last ticket is claimed while another worker's trial has just gone silent (not yet stale): the
     worker must wait for it to go stale and re-run it instead of leaving it RUNNING."""
-    spec = load_study_spec("smoke")
-    opts = studies.StorageOptions(heartbeat_interval=1, grace_period=2)
-    storage = studies.make_storage(f"sqlite:///{tmp_path}/late.db", opts)
-    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=2)
-    dead = studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
-    victim = dead.ask()
-    victim.suggest_float("train.lr", 1e-4, 0.3, log=True)
-    storage.record_heartbeat(victim._trial_id)  # one beat, then the worker "dies"
-
-    live = studies.worker_study("smoke", storage, spec, seed_offset=1, budgeted=True)
+    _, victim, live = _two_workers_one_beat(tmp_path, 2)  # the victim beat once, then its worker "died"
     t0 = time.monotonic()
     summary = studies.run_trials(live, _objective)
     final = live.get_trials()
@@ -317,16 +323,9 @@ def test_a_trial_that_dies_as_the_budget_runs_out_is_still_retried(tmp_path: Pat
 def test_a_worker_does_not_idle_behind_trials_that_are_alive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = load_study_spec("smoke")
-    opts = studies.StorageOptions(heartbeat_interval=1, grace_period=2)
-    storage = studies.make_storage(f"sqlite:///{tmp_path}/alive.db", opts)
-    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=2)
-    other = studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
-    running = other.ask()
-    storage.record_heartbeat(running._trial_id)
+    _, running, live = _two_workers_one_beat(tmp_path, 2)
     # Its worker keeps beating: every look finds a fresh heartbeat.
     monkeypatch.setattr(studies, "heartbeat_ages", lambda *_: {running._trial_id: 0.2})
-    live = studies.worker_study("smoke", storage, spec, seed_offset=1, budgeted=True)
     t0 = time.monotonic()
     studies.run_trials(live, _objective)
     assert time.monotonic() - t0 < 5
