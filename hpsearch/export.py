@@ -67,13 +67,13 @@ def load_study(storage_url: str, study_name: str | None) -> optuna.Study:
         if len(names) != 1:
             listing = ", ".join(names) if names else "none"
             raise ConfigError(
-                f"storage '{shown}' holds {len(names)} studies ({listing}); pass --study-name to pick one"
+                f"storage '{shown}' holds {len(names)} studies ({listing}); pass --study NAME to pick one"
             )
         study_name = names[0]
     if study_name not in names:
         listing = ", ".join(names) if names else "none"
         raise ConfigError(
-            f"no study '{study_name}' in storage '{shown}'; studies there: {listing}; pass --study-name"
+            f"no study '{study_name}' in storage '{shown}'; studies there: {listing}; pass one as --study"
         )
     return optuna.load_study(study_name=study_name, storage=storage)
 

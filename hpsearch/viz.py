@@ -69,8 +69,20 @@ def _fit_height(panel: np.ndarray, height: int, nearest: bool = False) -> np.nda
     if h == height:
         return panel
     width = max(1, round(w * height / h))
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    if nearest:
+        interp = cv2.INTER_NEAREST
+    else:  # area averaging to shrink (no aliasing), linear to enlarge (area would look blocky)
+        interp = cv2.INTER_AREA if height < h else cv2.INTER_LINEAR
     return cv2.resize(panel, (width, height), interpolation=interp)
+
+
+def _outline(panel: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    """``panel`` with the outline of ``mask`` (same height, resized to it) drawn on top."""
+    m = _fit_height(np.asarray(mask, np.uint8), panel.shape[0], nearest=True)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.ascontiguousarray(panel)
+    cv2.drawContours(out, contours, -1, color, 1, cv2.LINE_AA)
+    return out
 
 
 def _text_bar(text: str, width: int, height: int = _BAR) -> np.ndarray:
@@ -90,7 +102,7 @@ def save_gallery(
     title: str = "worst cases",
     panel_height: int = 256,
 ) -> Path:
-    """One row per case: image, ground truth overlay (green), prediction overlay (magenta) with its Dice.
+    """One row per case: image, ground truth (green), prediction (magenta, truth outlined) with its Dice.
 
     Drawn with OpenCV rather than matplotlib: a gallery is rendered at the end of every trial, and
     matplotlib's layout engine alone cost several percent of a short trial's wall time. Images of any
@@ -102,9 +114,11 @@ def save_gallery(
     for img, gt, pr, sc, name in zip(images, truths, preds, scores, names, strict=True):
         rgb = _to_rgb_u8(img)
         truth, pred = _overlay(rgb, np.asarray(gt), (0, 255, 0)), _overlay(rgb, np.asarray(pr), (255, 0, 255))
-        panels = [rgb, truth, pred]
-        row = np.concatenate([_fit_height(x, panel_height) for x in panels], axis=1)
-        label = f"{name}  |  ground truth  |  prediction, Dice {float(sc):.3f}"
+        panels = [_fit_height(x, panel_height) for x in (rgb, truth, pred)]
+        # The truth's outline on the prediction: misses and false alarms show without looking back and forth.
+        panels[2] = _outline(panels[2], gt, (0, 200, 0))
+        row = np.concatenate(panels, axis=1)
+        label = f"{name}  |  ground truth  |  prediction (truth outlined), Dice {float(sc):.3f}"
         rows.append(np.concatenate([_text_bar(label, row.shape[1]), row], axis=0))
     width = max([r.shape[1] for r in rows], default=3 * panel_height)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]

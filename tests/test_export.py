@@ -220,3 +220,23 @@ def test_best_trial_summary(tmp_path: Path, template: Path) -> None:
     assert summary["params"]["train.batch_size"] == 16
     assert summary["best_epoch"] == 3 and summary["device"] == "cpu"
     json.dumps(summary)  # JSON-safe
+
+
+def test_cli_export_and_report_pick_the_only_study_without_study(tmp_path: Path, template: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hpsearch.cli import app
+
+    url, _ = make_study(tmp_path, template)
+    cli = CliRunner()
+    res = cli.invoke(app, ["export", "--storage", url, "--out", str(tmp_path / "best.yaml")])
+    assert res.exit_code == 0, res.output
+    assert load_config(tmp_path / "best.yaml").train.lr == pytest.approx(1e-5)  # trial 1, the best COMPLETE
+    res = cli.invoke(app, ["report", "--storage", url, "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "tiny" in (tmp_path / "rep" / "report.md").read_text()
+    # Two studies: it asks which one, listing both, and writes nothing.
+    optuna.create_study(storage=url, study_name="other")
+    res = cli.invoke(app, ["export", "--storage", url, "--out", str(tmp_path / "again.yaml")])
+    assert res.exit_code == 2 and "other" in res.output and "--study NAME" in res.output
+    assert not (tmp_path / "again.yaml").exists()

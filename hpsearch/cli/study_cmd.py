@@ -276,7 +276,9 @@ def dashboard(
 @app.command()
 @handle_errors
 def export(
-    study: Annotated[str, typer.Option("--study", help="study name in storage")],
+    study: Annotated[
+        str | None, typer.Option("--study", help="study name in storage (default: its only study)")
+    ] = None,
     storage: StorageOpt = DEFAULT_STORAGE,
     out: Annotated[Path, typer.Option("--out", help="file to write")] = Path("best.yaml"),
     fmt: Annotated[str, typer.Option("--format", help="yaml or json")] = "yaml",
@@ -294,7 +296,9 @@ def export(
 @app.command()
 @handle_errors
 def report(
-    study: Annotated[str, typer.Option("--study", help="study name in storage")],
+    study: Annotated[
+        str | None, typer.Option("--study", help="study name in storage (default: its only study)")
+    ] = None,
     storage: StorageOpt = DEFAULT_STORAGE,
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("report"),
 ) -> None:
