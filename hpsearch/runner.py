@@ -230,14 +230,14 @@ def predict_arrays(
 
 
 def write_val_gallery(
-    model: torch.nn.Module, data: PreparedData, device: torch.device, path: Path, k: int
+    model: torch.nn.Module, data: PreparedData, device: torch.device, path: Path, k: int, *, amp: bool = True
 ) -> Path | None:
     """Render the k validation images with the lowest Dice (once per run, not per epoch)."""
     if k <= 0 or len(data.val_images) == 0:
         return None
     from hpsearch.metrics import dice_iou_per_image
 
-    logits = predict_arrays(model, data.val_images, device)
+    logits = predict_arrays(model, data.val_images, device, amp=amp)
     dice, _ = dice_iou_per_image(
         torch.from_numpy(logits)[:, None], torch.from_numpy(np.asarray(data.val_masks, np.float32))[:, None]
     )
@@ -317,7 +317,9 @@ def train_from_config(
     )
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
-    gallery = write_val_gallery(model, data, device, out / "val_worst.png", cfg.train.gallery_k)
+    gallery = write_val_gallery(
+        model, data, device, out / "val_worst.png", cfg.train.gallery_k, amp=cfg.train.amp
+    )
     metrics = {
         "best_epoch": result.best_epoch,
         "best_val_dice": result.best_dice,
