@@ -172,15 +172,14 @@ def build_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> t
     gen = torch.Generator().manual_seed(cfg.train.seed)
     # On CUDA the loader ships uint8 images and fit normalises each batch on the GPU (a quarter of the bytes
     # through workers, pinned memory and PCIe); on a CPU the work would land on the same cores either way.
-    on_device_norm = device.type == "cuda"
+    cuda = device.type == "cuda"
     train_ds = SegmentationArrays(
         data.train_images,
         data.train_masks,
         transform=build_transform(cfg.data.augmentation, cfg.data.image_size),
-        uint8_images=on_device_norm,
+        uint8_images=cuda,
     )
-    val_ds = SegmentationArrays(data.val_images, data.val_masks, transform=None, uint8_images=on_device_norm)
-    pin = device.type == "cuda"
+    val_ds = SegmentationArrays(data.val_images, data.val_masks, transform=None, uint8_images=cuda)
     # BatchNorm cannot train on a last batch of one image; dropping a ragged tail costs < 1 batch/epoch.
     drop_last = len(train_ds) > bs
     train = DataLoader(
@@ -190,19 +189,19 @@ def build_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> t
         drop_last=drop_last,
         generator=gen,
         num_workers=workers,
-        pin_memory=pin,
+        pin_memory=cuda,
         persistent_workers=workers > 0,
         # Heavy presets have a long tail of slow samples (elastic warps); a deeper queue hides it.
-        prefetch_factor=(4 if pin else 2) if workers > 0 else None,
+        prefetch_factor=(4 if cuda else 2) if workers > 0 else None,
     )
-    # Validation only normalises cached arrays: two workers keep up, and more would idle in every trial.
+    # Validation only copies (CPU: normalises) cached arrays: two workers keep up; more would idle.
     val_workers = min(workers, 2)
     val = DataLoader(
         val_ds,
         batch_size=val_bs,
         shuffle=False,
         num_workers=val_workers,
-        pin_memory=pin,
+        pin_memory=cuda,
         persistent_workers=val_workers > 0,
     )
     return train, val

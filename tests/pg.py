@@ -7,6 +7,7 @@ half-way leaves no database behind. It skips the test when the server is not rea
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -16,9 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -143,10 +146,24 @@ def _pg_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nobody listens on right now: bind port 0 and let the OS choose."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a GET to a local test server."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local test server
+        return resp.status, dict(resp.headers), resp.read()
+
+
+def get_json(url: str) -> Any:
+    """The JSON body of a GET that must answer 200."""
+    status, _, body = http_get(url)
+    assert status == 200
+    return json.loads(body)
 
 
 class PrivateServer:
@@ -158,7 +175,7 @@ class PrivateServer:
             pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
         self.root = root
         self.data = root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_user: list[str] = []
         if os.geteuid() == 0:  # postgres refuses to run as root
             if shutil.which("runuser") is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import socket
 import subprocess
@@ -19,6 +18,8 @@ from typing import Any
 import optuna
 import pytest
 from optuna.artifacts import upload_artifact
+from pg import free_port, get_json
+from pg import http_get as get
 from PIL import Image
 
 from hpsearch.dashboard import dashboard_url, exposure_warning, is_loopback, serve_dashboard
@@ -28,24 +29,6 @@ from hpsearch.studies import ARTIFACTS_ENV, artifact_store
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 STARTUP_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    """A port nobody listens on right now: bind port 0 and let the OS choose."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local test server
-        return resp.status, dict(resp.headers), resp.read()
-
-
-def get_json(url: str) -> Any:
-    status, _, body = get(url)
-    assert status == 200
-    return json.loads(body)
 
 
 @dataclass

@@ -10,18 +10,16 @@ through the dashboard's HTTP API.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 import yaml
-from pg import hpsearch, pg_database, start, stop, trials, wait_for
+from pg import free_port, get_json, hpsearch, pg_database, start, stop, trials, wait_for
 from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.postgres
@@ -93,20 +91,6 @@ def run_service(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Po
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - local test server
-        assert resp.status == 200
-        return json.loads(resp.read())
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_compose_topology_runs_as_local_processes_against_real_postgres(

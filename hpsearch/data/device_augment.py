@@ -102,16 +102,14 @@ def _norm_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (1.0 / std).view(1, 3, 1, 1).to(device), (mean / std).view(1, 3, 1, 1).to(device)
 
 
-def normalize_batch(
-    images_uint8_nhwc: torch.Tensor, constants: tuple[torch.Tensor, torch.Tensor] | None = None
-) -> torch.Tensor:
+def normalize_batch(images_uint8_nhwc: torch.Tensor) -> torch.Tensor:
     """(N, H, W, 3) uint8 (or float 0..255) -> (N, 3, H, W) float32 normalised with the dataset MEAN/STD.
 
-    The result is a channels-last view of NCHW (no transposing copy); ``constants`` from ``_norm_constants``
-    avoid a host-to-device copy per call.
+    The result is a channels-last view of NCHW (no transposing copy); the constants are cached per device,
+    so a call makes no host-to-device copy.
     """
     x = images_uint8_nhwc.permute(0, 3, 1, 2)
-    scale, shift = constants if constants is not None else _norm_constants(x.device)
+    scale, shift = _norm_constants(x.device)
     return torch.addcmul(-shift, x.float(), scale)
 
 
@@ -247,7 +245,6 @@ class DeviceBatches:
             )
         self.shuffle = shuffle
         self.gen = torch.Generator().manual_seed(seed)
-        self._norm = _norm_constants(self.device)
         n = len(self.images)
         # Same rules as the CPU loaders: a shuffled (training) source drops its ragged tail, because
         # BatchNorm cannot train on a batch of one; an ordered (validation) source keeps every image.
@@ -261,15 +258,13 @@ class DeviceBatches:
         n = len(self.images)
         order = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
         order = _to_device(order, self.device)
-        h, w = self.images.shape[1:3]
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             images = self.images[idx]
             y = self.masks[idx].unsqueeze(1).float()
             if self.spec is None:
-                yield normalize_batch(images, self._norm), y
+                yield normalize_batch(images), y
                 continue
             params = sample_params(self.spec, idx.shape[0], self.gen)
-            theta = _to_device(sampling_theta(affine_matrices(params), h, w), self.device)
-            x, y = warp(images.permute(0, 3, 1, 2).float(), y, theta)
-            yield normalize_batch(x.permute(0, 2, 3, 1), self._norm), y
+            x, y = apply_geometric(images.permute(0, 3, 1, 2).float(), y, params)
+            yield normalize_batch(x.permute(0, 2, 3, 1)), y
