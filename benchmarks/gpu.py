@@ -94,8 +94,8 @@ def load_data(args: argparse.Namespace) -> Data:
         return Data(imgs[:40], masks[:40], imgs[40:], masks[40:], "random (smoke)", None)
     jpeg = find_kvasir(args.data) if not args.cache else None
     if jpeg is not None:
-        from hpsearch.config import DataConfig
-        from hpsearch.runner import prepare_data
+        from hpsearch.training.config import DataConfig
+        from hpsearch.training.runner import prepare_data
 
         cfg = DataConfig(path=str(jpeg), split_file="kvasir-official", val_fraction=0.1, image_size=args.size)
         t0 = time.perf_counter()
@@ -186,10 +186,10 @@ class Trainer:
     """The training step of ``fit``: bf16 autocast on CUDA, channels_last, Adam, BCE on float32 logits."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, compiled: bool) -> None:
-        from hpsearch.config import TrainConfig
-        from hpsearch.device import autocast
-        from hpsearch.losses import create_loss
-        from hpsearch.optim import create_optimizer
+        from hpsearch.training.config import TrainConfig
+        from hpsearch.training.device import autocast
+        from hpsearch.training.losses import create_loss
+        from hpsearch.training.optim import create_optimizer
 
         self.device = device
         self.channels_last = device.type == "cuda"
@@ -203,7 +203,7 @@ class Trainer:
         self.autocast = lambda: autocast(device, amp=True)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        from hpsearch.train import _to_device
+        from hpsearch.training.fit import _to_device
 
         # fit's own transfer: uint8 batches from the CPU path are normalised on the device there.
         x, y = _to_device((x, y), self.device, self.channels_last)
@@ -329,8 +329,8 @@ def _step_table(
                 gain_s = e["step_ms"] / 1000 - c["step_ms"] / 1000
                 compile_s = c["first_step_s"] - e["first_step_s"]
                 steps_25 = 25 * (792 // batch)
-                from hpsearch.config import TrainConfig
-                from hpsearch.train import _should_compile
+                from hpsearch.training.config import TrainConfig
+                from hpsearch.training.fit import _should_compile
 
                 auto = _should_compile(
                     TrainConfig(epochs=25, batch_size=batch), torch.device("cuda"), 792 // batch
@@ -439,9 +439,9 @@ def bench_cbam(data: Data, args: argparse.Namespace, device: torch.device, res: 
 
 # ----------------------------------------------------------------------------------------------- pipeline
 def bench_pipeline(data: Data, args: argparse.Namespace, device: torch.device, res: dict) -> dict:
-    from hpsearch.config import DataConfig, RunConfig, TrainConfig
     from hpsearch.data.device_augment import DeviceBatches
-    from hpsearch.runner import PreparedData, build_loaders
+    from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
+    from hpsearch.training.runner import PreparedData, build_loaders
 
     out: dict[str, Any] = {"rows": []}
     res["pipeline"] = out
@@ -510,7 +510,7 @@ def bench_report(data: Data, args: argparse.Namespace, device: torch.device, res
     if data.jpeg_dir is None or data.prepared is None:
         out["skipped"] = "needs the original JPEGs (--data)"
         return out
-    from hpsearch.losses import create_loss
+    from hpsearch.training.losses import create_loss
 
     stems = list(data.prepared.split.train)[: (32 if args.smoke else 400)]
     model = build_model("unet", args).to(device)
@@ -551,10 +551,10 @@ def bench_trial(data: Data, args: argparse.Namespace, device: torch.device, res:
     """One real trial through the objective: wall time, overhead share, validation share, peak memory."""
     import yaml
 
-    from hpsearch.objective import Objective, TrialContext, build_trial_config
-    from hpsearch.runner import PreparedData
-    from hpsearch.service import SearchOptions, prepare_study
-    from hpsearch.studies import artifact_store, run_trials, worker_study
+    from hpsearch.search.objective import Objective, TrialContext, build_trial_config
+    from hpsearch.search.service import SearchOptions, prepare_study
+    from hpsearch.search.studies import artifact_store, run_trials, worker_study
+    from hpsearch.training.runner import PreparedData
 
     out: dict[str, Any] = {}
     res["trial"] = out

@@ -65,13 +65,13 @@ def log(msg: str) -> None:
 class Dataset:
     data_dir: Path
     real: bool
-    prepared: Any  # hpsearch.runner.PreparedData
+    prepared: Any  # hpsearch.training.runner.PreparedData
     cache_build_s: float
 
 
 def prepare(args: argparse.Namespace, tmp: Path) -> Dataset:
-    from hpsearch.config import DataConfig
-    from hpsearch.runner import prepare_data
+    from hpsearch.training.config import DataConfig
+    from hpsearch.training.runner import prepare_data
 
     real_dir = find_kvasir(args.data)
     if real_dir is not None:
@@ -106,8 +106,8 @@ def subset(prepared: Any, n_train: int, n_val: int) -> Any:
 
 def our_loader(prepared: Any, preset: str, batch: int, workers: int | str = "auto") -> Any:
     """The training loader exactly as ``runner.build_loaders`` builds it for a CPU run."""
-    from hpsearch.config import DataConfig, RunConfig, TrainConfig
-    from hpsearch.runner import build_loaders
+    from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
+    from hpsearch.training.runner import build_loaders
 
     cfg = RunConfig(
         data=DataConfig(augmentation=preset, num_workers=workers, augment_on="cpu"),
@@ -188,7 +188,7 @@ def naive_epoch(model: torch.nn.Module, data_dir: Path, train: list[str], val: l
     """
     from common import ReportStyleDataset
 
-    from hpsearch.losses import create_loss
+    from hpsearch.training.losses import create_loss
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = create_loss("bce")
@@ -218,10 +218,10 @@ def naive_epoch(model: torch.nn.Module, data_dir: Path, train: list[str], val: l
 
 def our_epoch(model: torch.nn.Module, prepared: Any, batch: int) -> dict:
     """One epoch of ``fit`` on the CPU loaders of ``build_loaders``; CPU seconds split at validation."""
-    import hpsearch.train
-    from hpsearch.config import DataConfig, RunConfig, TrainConfig
-    from hpsearch.runner import build_loaders
-    from hpsearch.train import fit
+    import hpsearch.training.fit
+    from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
+    from hpsearch.training.fit import fit
+    from hpsearch.training.runner import build_loaders
 
     cfg = RunConfig(
         data=DataConfig(augmentation="basic", augment_on="cpu"),
@@ -229,7 +229,7 @@ def our_epoch(model: torch.nn.Module, prepared: Any, batch: int) -> dict:
     )
     train, val = build_loaders(cfg, prepared, CPU)
     val_cpu = [0.0]
-    evaluate = hpsearch.train.evaluate_loader
+    evaluate = hpsearch.training.fit.evaluate_loader
 
     def timed_evaluate(*a: Any, **kw: Any) -> Any:
         t = time.process_time()
@@ -238,13 +238,13 @@ def our_epoch(model: torch.nn.Module, prepared: Any, batch: int) -> dict:
         finally:
             val_cpu[0] += time.process_time() - t
 
-    hpsearch.train.evaluate_loader = timed_evaluate
+    hpsearch.training.fit.evaluate_loader = timed_evaluate
     try:
         t0 = time.process_time()
         res = fit(model, train, val, config=cfg.train, progress=False)
         total = time.process_time() - t0
     finally:
-        hpsearch.train.evaluate_loader = evaluate
+        hpsearch.training.fit.evaluate_loader = evaluate
     n = len(prepared.train_images) // batch * batch
     return {
         "train_s": total - val_cpu[0],
@@ -363,9 +363,9 @@ def full_size_traffic(module: torch.nn.Module, x: torch.Tensor) -> dict[str, flo
 
 
 def bench_cbam(args: argparse.Namespace) -> dict[str, Any]:
-    from hpsearch.losses import create_loss
     from hpsearch.models import create_model
     from hpsearch.models.attention import set_cbam_fused
+    from hpsearch.training.losses import create_loss
 
     log("\n== CBAM U-Net training steps relative to U-Net (preloaded tensors, float32) ==")
     batch, size, steps = (2, 128, 1) if args.quick else (4, 256, 2)
@@ -461,12 +461,12 @@ def bench_overhead(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import optuna.artifacts
     import yaml
 
-    import hpsearch.runner
-    import hpsearch.train
+    import hpsearch.training.fit
+    import hpsearch.training.runner
     from hpsearch.data.synth import make_synthetic
-    from hpsearch.objective import Objective, TrialContext, build_trial_config
-    from hpsearch.service import SearchOptions, prepare_study
-    from hpsearch.studies import artifact_store, run_trials, worker_study
+    from hpsearch.search.objective import Objective, TrialContext, build_trial_config
+    from hpsearch.search.service import SearchOptions, prepare_study
+    from hpsearch.search.studies import artifact_store, run_trials, worker_study
 
     log("\n== study overhead: real trials through the objective (SQLite + artifact store) ==")
     n_trials, epochs, n_img = (1, 1, 16) if args.quick else (3, 12, 40)
@@ -488,11 +488,11 @@ def bench_overhead(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     spec_path.write_text(yaml.safe_dump(spec))
 
     timers = _Timers()
-    timers.wrap(hpsearch.runner, "predict_arrays", "gallery_predict_s")
-    timers.wrap(hpsearch.train, "save_checkpoint", "checkpoint_s")
+    timers.wrap(hpsearch.training.runner, "predict_arrays", "gallery_predict_s")
+    timers.wrap(hpsearch.training.fit, "save_checkpoint", "checkpoint_s")
     timers.wrap(optuna.artifacts, "upload_artifact", "artifact_upload_s")
-    timers.wrap(hpsearch.runner, "build_manifest", "manifest_s")
-    timers.wrap(hpsearch.runner, "fit", "fit_s")
+    timers.wrap(hpsearch.training.runner, "build_manifest", "manifest_s")
+    timers.wrap(hpsearch.training.runner, "fit", "fit_s")
     parts: dict[int, dict[str, float]] = {}
 
     def worker(variant: str) -> tuple[Any, Objective, Any]:
@@ -531,8 +531,8 @@ def bench_overhead(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         )
 
     variants = {"current": worker("current")}
-    timers.wrap(hpsearch.runner, "save_gallery", "gallery_render_s")
-    timers.wrap(hpsearch.runner, "plot_curves", "curves_s")
+    timers.wrap(hpsearch.training.runner, "save_gallery", "gallery_render_s")
+    timers.wrap(hpsearch.training.runner, "plot_curves", "curves_s")
     try:
         for _ in range(n_trials):
             for study, objective, _ in variants.values():

@@ -86,6 +86,12 @@ def hpsearch(*args: object) -> list[str]:
     return [sys.executable, "-m", "hpsearch", *(str(a) for a in args)]
 
 
+def _default_sigint() -> None:
+    # A suite started in the background by a non-interactive shell (nohup, `&`) inherits SIGINT ignored, and
+    # so would every child: the Ctrl-C tests would then see their SIGINT dropped. Children get the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], log: Path, *, threads: int | None = 1) -> subprocess.Popen:
     """Start a process in its own session (so a signal reaches it, and its children, alone).
 
@@ -96,7 +102,10 @@ def start(args: list[str], log: Path, *, threads: int | None = 1) -> subprocess.
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     out = open(log, "w")  # noqa: SIM115 - closed with the process in stop()
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    proc = subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        preexec_fn=_default_sigint,
+    )
     proc._log = out  # type: ignore[attr-defined]
     return proc
 

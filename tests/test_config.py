@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.config import RunConfig, dump_config, load_config
 from hpsearch.errors import ConfigError
+from hpsearch.training.config import RunConfig, dump_config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,8 +81,8 @@ def test_compile_accepts_yaml_1_1_booleans(tmp_path: Path, word: str, expected: 
     p = tmp_path / "c.yaml"
     p.write_text(f"train:\n  compile: {word}\n")
     assert load_config(p).train.compile == expected
-    from hpsearch.service import parse_overrides
-    from hpsearch.study_spec import resolve_config
+    from hpsearch.search.service import parse_overrides
+    from hpsearch.search.spec import resolve_config
 
     cfg = resolve_config({}, parse_overrides([f"train.compile={word}"]), source="--set")
     assert cfg.train.compile == expected

@@ -1,4 +1,4 @@
-"""Tests for hpsearch.dashboard: a real optuna-dashboard process serving a tiny study and its artifact."""
+"""Tests for the dashboard: a real optuna-dashboard process serving a tiny study and its artifact."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from pg import free_port, get_json
 from pg import http_get as get
 from PIL import Image
 
-from hpsearch.dashboard import dashboard_url, exposure_warning, is_loopback, serve_dashboard
 from hpsearch.errors import StorageError
-from hpsearch.studies import ARTIFACTS_ENV, artifact_store
+from hpsearch.results.dashboard import dashboard_url, exposure_warning, is_loopback, serve_dashboard
+from hpsearch.search.studies import ARTIFACTS_ENV, artifact_store
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -45,7 +45,7 @@ def dashboard_process(url: str, port: int, log: Path, **kwargs: Any) -> subproce
     """``serve_dashboard`` in a child process, as the CLI would run it; output goes to a file so a full pipe
     can never block the server."""
     args = ", ".join(f"{k}={v!r}" for k, v in {"port": port, **kwargs}.items())
-    code = f"from hpsearch.dashboard import serve_dashboard; serve_dashboard({url!r}, {args})"
+    code = f"from hpsearch.results.dashboard import serve_dashboard; serve_dashboard({url!r}, {args})"
     env = {k: v for k, v in os.environ.items() if k != ARTIFACTS_ENV}
     with log.open("wb") as fh:
         return subprocess.Popen([sys.executable, "-c", code], stdout=fh, stderr=subprocess.STDOUT, env=env)

@@ -315,8 +315,8 @@ def test_build_loaders_device_path_validates_every_image() -> None:
     """``augment_on: device`` through ``runner.build_loaders`` (on the CPU): all 88 validation images seen."""
     from pathlib import Path
 
-    from hpsearch.config import DataConfig, RunConfig, TrainConfig
-    from hpsearch.runner import PreparedData, build_loaders
+    from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
+    from hpsearch.training.runner import PreparedData, build_loaders
 
     images, masks = _arrays(100, 16)
     data = PreparedData(

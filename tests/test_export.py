@@ -1,4 +1,4 @@
-"""Tests for hpsearch.export: best trial -> run config file that load_config reads back unchanged."""
+"""Tests for hpsearch.results.export: best trial -> run config file that load_config reads back unchanged."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hpsearch.config import RunConfig, load_config
 from hpsearch.errors import ConfigError, StorageError
-from hpsearch.export import best_trial_summary, export_best
-from hpsearch.studies import SPEC_ATTR
+from hpsearch.results.export import best_trial_summary, export_best
+from hpsearch.search.studies import SPEC_ATTR
+from hpsearch.training.config import RunConfig, load_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -136,7 +136,7 @@ def test_export_round_trips_through_load_config(tmp_path: Path, template: Path, 
 
 
 def export_again(cfg: RunConfig, path: Path, fmt: str) -> Path:
-    from hpsearch.config import dump_config
+    from hpsearch.training.config import dump_config
 
     return dump_config(cfg, path, fmt=fmt)  # type: ignore[arg-type]
 
@@ -146,7 +146,7 @@ def test_export_masks_the_storage_password(
 ) -> None:
     url, name = make_study(tmp_path, template)
     study = optuna.load_study(study_name=name, storage=url)
-    from hpsearch import export
+    from hpsearch.results import export
 
     # Pretend the study lives in PostgreSQL: only the URL used for provenance matters here.
     monkeypatch.setattr(export, "load_study", lambda _url, _name: study)

@@ -22,11 +22,11 @@ import sqlalchemy.exc
 from pg import hpsearch, pg_database, running_mid_trial, start, stop, trials, wait_for, write_study
 from typer.testing import CliRunner
 
-import hpsearch.studies as studies
+import hpsearch.search.studies as studies
 from hpsearch.cli import app
 from hpsearch.errors import StorageError
-from hpsearch.studies import INTERRUPTED, TICKET_ATTR
-from hpsearch.study_spec import load_study_spec
+from hpsearch.search.spec import load_study_spec
+from hpsearch.search.studies import INTERRUPTED, TICKET_ATTR
 
 runner = CliRunner()
 TrialState = optuna.trial.TrialState

@@ -1,4 +1,4 @@
-"""Tests for hpsearch.losses against hand-computed values on a 2x2 example."""
+"""Tests for hpsearch.training.losses against hand-computed values on a 2x2 example."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hpsearch.errors import ConfigError
-from hpsearch.losses import LOSSES, create_loss, loss_names
+from hpsearch.training.losses import LOSSES, create_loss, loss_names
 
 LN3 = math.log(3)
 # sigmoid(ln 3) = 3/4, sigmoid(0) = 1/2, sigmoid(-ln 3) = 1/4, so every term below is a simple fraction.

@@ -1,4 +1,4 @@
-"""Tests for hpsearch.metrics against an independent numpy computation on flattened masks."""
+"""Tests for hpsearch.training.metrics against an independent numpy computation on flattened masks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpsearch.metrics import SegMetrics, dice_iou_per_image, micro_dice, resize_logits_to
+from hpsearch.training.metrics import SegMetrics, dice_iou_per_image, micro_dice, resize_logits_to
 
 
 def numpy_reference(logits: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

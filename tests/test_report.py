@@ -1,4 +1,4 @@
-"""Tests for hpsearch.report on small hand-made studies whose numbers are known exactly."""
+"""Tests for hpsearch.results.report on small hand-made studies whose numbers are known exactly."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hpsearch.report import build_report, cost_to_target, format_value, write_report
-from hpsearch.studies import SPEC_ATTR
+from hpsearch.results.report import build_report, cost_to_target, format_value, write_report
+from hpsearch.search.studies import SPEC_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

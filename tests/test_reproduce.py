@@ -12,8 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
-from hpsearch.config import load_config
-from hpsearch.reproduce import (
+from hpsearch.reproduce.run import (
     COLUMNS,
     SanityError,
     apply_overrides,
@@ -29,6 +28,7 @@ from hpsearch.reproduce import (
     reproduce,
     warn_if_suspicious,
 )
+from hpsearch.training.config import load_config
 
 runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -152,7 +152,7 @@ def test_leakage_check_fires_for_a_test_stem_in_train() -> None:
 def test_leakage_check_runs_before_any_training(
     tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hpsearch.runner as runner_mod
+    import hpsearch.training.runner as runner_mod
 
     real_prepare = runner_mod.prepare_data
 

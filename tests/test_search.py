@@ -106,7 +106,7 @@ def test_rerun_resumes_and_budget_is_total(smoke_run: dict) -> None:
 
 
 def test_resume_with_changed_space_is_refused_unless_forced(smoke_run: dict, tmp_path: Path) -> None:
-    from hpsearch.study_spec import builtin_studies
+    from hpsearch.search.spec import builtin_studies
 
     spec = yaml.safe_load(builtin_studies()["smoke"].read_text())
     spec["space"]["train.lr"]["high"] = 0.5
@@ -197,7 +197,7 @@ def _small_study(tmp_path: Path, synth_data: Path, n: int) -> tuple[str, list[st
 def test_non_finite_loss_prunes_and_oom_fails_and_the_study_goes_on(
     tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hpsearch.objective as objective
+    import hpsearch.search.objective as objective
 
     real = objective.train_from_config
     calls = {"n": 0}

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from hpsearch.config import DataConfig, RunConfig, TrainConfig
 from hpsearch.errors import ConfigError, NonFiniteLossError
-from hpsearch.evaluate import load_checkpoint
 from hpsearch.models import create_model
-from hpsearch.optim import OPTIMIZERS, create_optimizer, create_schedule
-from hpsearch.runner import build_loaders, prepare_data, train_from_config
-from hpsearch.train import fit
+from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
+from hpsearch.training.evaluate import load_checkpoint
+from hpsearch.training.fit import fit
+from hpsearch.training.optim import OPTIMIZERS, create_optimizer, create_schedule
+from hpsearch.training.runner import build_loaders, prepare_data, train_from_config
 
 TINY = {"base_width": 8, "depth": 2}
 
@@ -93,7 +93,7 @@ def test_non_finite_loss_raises_typed_error(synth_data: Path, monkeypatch: pytes
         def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             return (logits * float("nan")).mean()
 
-    monkeypatch.setattr("hpsearch.train.create_loss", lambda name, **kw: NanLoss())
+    monkeypatch.setattr("hpsearch.training.fit.create_loss", lambda name, **kw: NanLoss())
     with pytest.raises(NonFiniteLossError) as err:
         fit(create_model("unet", **TINY), train, val, config=cfg.train, progress=False)
     assert err.value.epoch == 1 and "non-finite" in str(err.value)
@@ -151,7 +151,7 @@ def test_uint8_batches_normalised_in_fit_train_like_float_batches(synth_data: Pa
     from torch.utils.data import DataLoader
 
     from hpsearch.data.dataset import SegmentationArrays
-    from hpsearch.train import _to_device
+    from hpsearch.training.fit import _to_device
 
     cfg = tiny_cfg(epochs=2)
     data = prepare_data(cfg.data, synth_data)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hpsearch.viz import plot_curves, save_gallery
+from hpsearch.training.viz import plot_curves, save_gallery
 
 
 def _read_rgb(path: Path) -> np.ndarray:

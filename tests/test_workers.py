@@ -18,12 +18,12 @@ import pytest
 from pg import hpsearch, open_storage, start, stop, trials, write_study
 from typer.testing import CliRunner
 
-import hpsearch.service as service
-import hpsearch.studies as studies
+import hpsearch.search.service as service
+import hpsearch.search.studies as studies
 from hpsearch.cli import app
-from hpsearch.service import SearchOptions, default_worker_index, parse_overrides, spawn_workers
-from hpsearch.studies import StorageOptions, WorkerSummary
-from hpsearch.study_spec import load_study_spec
+from hpsearch.search.service import SearchOptions, default_worker_index, parse_overrides, spawn_workers
+from hpsearch.search.spec import load_study_spec
+from hpsearch.search.studies import StorageOptions, WorkerSummary
 
 runner = CliRunner()
 TrialState = optuna.trial.TrialState
@@ -193,7 +193,7 @@ def test_worker_budget_is_the_study_total_not_per_worker(
 CLAIMER = """
 import sys
 import optuna
-from hpsearch.studies import make_storage
+from hpsearch.search.studies import make_storage
 storage = make_storage(sys.argv[1])
 study = optuna.load_study(study_name="claims", storage=storage)
 got = []

@@ -44,9 +44,9 @@ def reproduce(
     ] = None,
 ) -> None:
     """Train the report's columns, test each on the sealed test set, write results.md and results.json."""
-    from hpsearch.reproduce import render_markdown
-    from hpsearch.reproduce import reproduce as run_reproduce
-    from hpsearch.runner import resolve_data_dir
+    from hpsearch.reproduce.run import render_markdown
+    from hpsearch.reproduce.run import reproduce as run_reproduce
+    from hpsearch.training.runner import resolve_data_dir
 
     ddir = resolve_data_dir(data)
     results = run_reproduce(

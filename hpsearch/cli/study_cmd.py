@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hpsearch.cli._app import app, console, err_console, handle_errors
-from hpsearch.studies import DEFAULT_STORAGE
+from hpsearch.search.studies import DEFAULT_STORAGE
 
 StorageOpt = Annotated[
     str,
@@ -61,8 +61,8 @@ def _options(
     heartbeat: int,
     grace: int,
 ):
-    from hpsearch.service import SearchOptions, parse_overrides
-    from hpsearch.studies import StorageOptions
+    from hpsearch.search.service import SearchOptions, parse_overrides
+    from hpsearch.search.studies import StorageOptions
 
     return SearchOptions(
         study=study,
@@ -85,7 +85,7 @@ def _options(
 @handle_errors
 def studies() -> None:
     """List the shipped studies with one-line descriptions."""
-    from hpsearch.study_spec import builtin_studies, load_study_spec
+    from hpsearch.search.spec import builtin_studies, load_study_spec
 
     for name in builtin_studies():
         spec = load_study_spec(name)
@@ -114,9 +114,9 @@ def run(
     """Create or resume a study and run its trials (in-process, or in N local worker processes)."""
     import optuna
 
-    from hpsearch.live import live_board
-    from hpsearch.service import prepare_study, resume_hint, run_worker, spawn_workers, wait_workers
-    from hpsearch.studies import mask_url
+    from hpsearch.search.live import live_board
+    from hpsearch.search.service import prepare_study, resume_hint, run_worker, spawn_workers, wait_workers
+    from hpsearch.search.studies import mask_url
 
     opts = _options(
         study,
@@ -188,8 +188,8 @@ def create(
     force: ForceOpt = False,
 ) -> None:
     """Create (or check) a study and its budget without running any trial."""
-    from hpsearch.service import prepare_study
-    from hpsearch.studies import mask_url
+    from hpsearch.search.service import prepare_study
+    from hpsearch.search.studies import mask_url
 
     opts = _options(
         study, storage, data, n_trials, None, None, study_name, None, None, None, None, force, 30, 90
@@ -223,8 +223,8 @@ def worker(
     grace: GraceOpt = 90,
 ) -> None:
     """Join an existing study (from any machine) and run trials until its budget is spent."""
-    from hpsearch.live import live_board
-    from hpsearch.service import default_worker_index, run_worker
+    from hpsearch.search.live import live_board
+    from hpsearch.search.service import default_worker_index, run_worker
 
     if worker_index is None:  # Slurm array task, Kubernetes job index, HPSEARCH_WORKER_INDEX, or host+pid
         worker_index = default_worker_index()
@@ -267,7 +267,7 @@ def dashboard(
     artifacts: ArtOpt = None,
 ) -> None:
     """Open optuna-dashboard on the storage, with trial galleries from the artifact store."""
-    from hpsearch.dashboard import dashboard_url, serve_dashboard
+    from hpsearch.results.dashboard import dashboard_url, serve_dashboard
 
     console.print(f"optuna-dashboard on {dashboard_url(host, port)} (Ctrl-C to stop)")
     serve_dashboard(storage, host=host, port=port, artifacts=Path(artifacts) if artifacts else None)
@@ -285,7 +285,7 @@ def export(
 ) -> None:
     """Write the best trial's full config (plus provenance) for `hpsearch train --config`."""
     from hpsearch.errors import ConfigError
-    from hpsearch.export import export_best
+    from hpsearch.results.export import export_best
 
     if fmt not in ("yaml", "json"):
         raise ConfigError(f"--format '{fmt}' is not one of: yaml, json")
@@ -303,7 +303,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("report"),
 ) -> None:
     """Write report.md (+ PNGs): parameter table, best trial, states, time spent, cost-to-target."""
-    from hpsearch.report import write_report
+    from hpsearch.results.report import write_report
 
     path = write_report(storage, study, out)
     console.print(f"wrote {path}")

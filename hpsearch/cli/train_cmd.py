@@ -25,9 +25,9 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu (overrides the config)")] = None,
 ) -> None:
     """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png."""
-    from hpsearch.config import load_config
-    from hpsearch.runner import train_from_config
-    from hpsearch.validate import check_registry_names
+    from hpsearch.training.config import load_config
+    from hpsearch.training.runner import train_from_config
+    from hpsearch.training.validate import check_registry_names
 
     cfg = load_config(config)
     if device:
@@ -57,8 +57,8 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint at the original mask resolution: metrics.json, per_case.csv, worst.png."""
     from hpsearch.errors import ConfigError
-    from hpsearch.evaluate import evaluate_checkpoint, load_checkpoint
-    from hpsearch.runner import resolve_data_dir
+    from hpsearch.training.evaluate import evaluate_checkpoint, load_checkpoint
+    from hpsearch.training.runner import resolve_data_dir
 
     if split not in ("test", "val", "train", "all"):
         raise ConfigError(f"--split '{split}' is not one of: test, val, train, all")

@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 
 from hpsearch.errors import ConfigError
-from hpsearch.export import check_storage_exists
-from hpsearch.studies import artifact_store, make_storage
+from hpsearch.results.export import check_storage_exists
+from hpsearch.search.studies import artifact_store, make_storage
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

@@ -16,12 +16,12 @@ from typing import Any
 import optuna
 import torch
 
-from hpsearch.config import RunConfig
-from hpsearch.device import release_memory, resolve_device
 from hpsearch.errors import NonFiniteLossError
-from hpsearch.runner import PreparedData, prepare_data, train_from_config
-from hpsearch.search_space import suggest
-from hpsearch.study_spec import StudySpec, resolve_config
+from hpsearch.search.space import suggest
+from hpsearch.search.spec import StudySpec, resolve_config
+from hpsearch.training.config import RunConfig
+from hpsearch.training.device import release_memory, resolve_device
+from hpsearch.training.runner import PreparedData, prepare_data, train_from_config
 
 Event = dict[str, Any]
 

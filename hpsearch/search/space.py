@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from hpsearch.study_spec import CategoricalParam, FloatParam, IntParam, Param
+from hpsearch.search.spec import CategoricalParam, FloatParam, IntParam, Param
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from hpsearch.config import RunConfig
 from hpsearch.errors import ConfigError
+from hpsearch.training.config import RunConfig
 
 
 def check_registry_names(cfg: RunConfig, *, source: str) -> None:
     """Model, loss, optimizer, schedule and augmentation names must be registered."""
     from hpsearch.data.augment import PRESETS
-    from hpsearch.losses import LOSSES
     from hpsearch.models import MODELS
-    from hpsearch.optim import OPTIMIZERS, SCHEDULERS
+    from hpsearch.training.losses import LOSSES
+    from hpsearch.training.optim import OPTIMIZERS, SCHEDULERS
 
     checks = (
         ("model.name", cfg.model.name, MODELS),

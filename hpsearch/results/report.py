@@ -25,10 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from hpsearch.errors import ConfigError
-from hpsearch.export import best_trial_summary, load_study, spec_dict, state_counts, study_metric
-from hpsearch.search_space import describe_range
-from hpsearch.studies import mask_url
-from hpsearch.study_spec import CategoricalParam, FloatParam, IntParam, Param, StudySpec
+from hpsearch.results.export import best_trial_summary, load_study, spec_dict, state_counts, study_metric
+from hpsearch.search.space import describe_range
+from hpsearch.search.spec import CategoricalParam, FloatParam, IntParam, Param, StudySpec
+from hpsearch.search.studies import mask_url
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

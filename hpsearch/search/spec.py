@@ -14,12 +14,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hpsearch.config import RunConfig, format_validation_error, parse_run_config, read_yaml
 from hpsearch.errors import ConfigError
+from hpsearch.training.config import RunConfig, format_validation_error, parse_run_config, read_yaml
 
 # The top-level studies/ folder, reached through the hpsearch/builtin_studies link so that it also ships in
 # the wheel (setuptools copies the files the link points to).
-STUDIES_DIR = Path(__file__).resolve().parent / "builtin_studies"
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "builtin_studies"
 
 _Scalar = bool | int | float | str | None
 
@@ -153,7 +153,7 @@ def resolve_config(base: dict[str, Any], values: dict[str, Any], source: str) ->
 
 def _validate_semantics(spec: StudySpec, source: str) -> None:
     """Every path must land in the run config, and registry-backed choices must be known names."""
-    from hpsearch.validate import check_registry_names
+    from hpsearch.training.validate import check_registry_names
 
     base = parse_run_config(spec.fixed, source=f"{source}: fixed").model_dump(mode="json")
     for path, param in spec.space.items():
@@ -183,7 +183,7 @@ def _validate_semantics(spec: StudySpec, source: str) -> None:
         if unknown:
             raise ConfigError(f"{source}: field 'enqueue.{i}': {unknown} are not in the search space")
     check_registry_names(parse_run_config(spec.fixed, source=source), source=f"{source}: fixed")
-    from hpsearch.strategies import build_pruner, build_sampler
+    from hpsearch.search.strategies import build_pruner, build_sampler
 
     for field, build in (
         ("sampler", lambda: build_sampler(spec.sampler.name, spec.sampler.seed, spec.sampler.kwargs)),

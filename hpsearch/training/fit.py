@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpsearch.config import TrainConfig
 from hpsearch.data.device_augment import normalize_batch
-from hpsearch.device import (
+from hpsearch.errors import NonFiniteLossError
+from hpsearch.training.config import TrainConfig
+from hpsearch.training.device import (
     autocast,
     cudnn_benchmark,
     describe_device,
@@ -27,11 +28,10 @@ from hpsearch.device import (
     reset_peak_memory,
     resolve_device,
 )
-from hpsearch.errors import NonFiniteLossError
-from hpsearch.losses import create_loss
-from hpsearch.metrics import SegMetrics
-from hpsearch.optim import create_optimizer, create_schedule
-from hpsearch.progress import epoch_progress
+from hpsearch.training.losses import create_loss
+from hpsearch.training.metrics import SegMetrics
+from hpsearch.training.optim import create_optimizer, create_schedule
+from hpsearch.training.progress import epoch_progress
 
 Callback = Callable[[int, dict[str, float]], None]
 Batch = tuple[torch.Tensor, torch.Tensor]

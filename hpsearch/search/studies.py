@@ -31,8 +31,8 @@ from optuna.trial import TrialState
 
 import hpsearch
 from hpsearch.errors import ConfigError, StorageError
-from hpsearch.strategies import build_pruner, build_sampler
-from hpsearch.study_spec import StudySpec, parse_study
+from hpsearch.search.spec import StudySpec, parse_study
+from hpsearch.search.strategies import build_pruner, build_sampler
 
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 STORAGE_ENV = "HPSEARCH_STORAGE"

@@ -20,10 +20,10 @@ from typing import Any
 import optuna
 import yaml
 
-from hpsearch.config import RunConfig
 from hpsearch.errors import ConfigError
-from hpsearch.objective import Event, Objective, TrialContext
-from hpsearch.studies import (
+from hpsearch.search.objective import Event, Objective, TrialContext
+from hpsearch.search.spec import StudySpec, load_study_spec, resolve_config
+from hpsearch.search.studies import (
     DEFAULT_STORAGE,
     SPEC_ATTR,
     StorageOptions,
@@ -37,8 +37,8 @@ from hpsearch.studies import (
     study_exists,
     worker_study,
 )
-from hpsearch.study_spec import StudySpec, load_study_spec, resolve_config
-from hpsearch.validate import check_registry_names
+from hpsearch.training.config import RunConfig
+from hpsearch.training.validate import check_registry_names
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -100,7 +100,7 @@ def synthetic_data_dir(n: int = SYNTH_N, size: int = 64) -> Path:
 
 def resolve_study_data(spec: StudySpec, cli_data: str | None, base: RunConfig) -> Path:
     """--data > HPSEARCH_DATA > study's data.path > synthetic data for synthetic studies."""
-    from hpsearch.runner import resolve_data_dir
+    from hpsearch.training.runner import resolve_data_dir
 
     if not (cli_data or os.environ.get("HPSEARCH_DATA") or base.data.path) and spec.synthetic:
         return synthetic_data_dir(size=max(64, base.data.image_size))
@@ -124,7 +124,7 @@ class PreparedStudy:
 def _split_hash(base: RunConfig, data_dir: Path) -> str:
     from hpsearch.data.check import verify_dataset
     from hpsearch.data.splits import make_split
-    from hpsearch.runner import resolve_split_file
+    from hpsearch.training.runner import resolve_split_file
 
     pairs = verify_dataset(data_dir)  # data errors abort here, before storage and before any trial
     split = make_split(

@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hpsearch.config import RunConfig, dump_config, load_config, parse_run_config
 from hpsearch.errors import ConfigError, DataError, HpsearchError
+from hpsearch.training.config import RunConfig, dump_config, load_config, parse_run_config
 
 Log = Callable[[str], None]
 
@@ -168,7 +168,7 @@ def claim_check(dice: float, iou: float, *, rounding: float = 0.005) -> dict[str
 
 def default_config_dir() -> Path:
     """The repository's ``configs/`` (editable install), else ``./configs``."""
-    repo = Path(__file__).resolve().parents[1] / "configs"
+    repo = Path(__file__).resolve().parents[2] / "configs"
     return repo if repo.is_dir() else Path("configs")
 
 
@@ -306,7 +306,7 @@ def split_test_stems(
     """The config's test stems on this data folder, or (None, why the split does not apply)."""
     from hpsearch.data.check import verify_dataset
     from hpsearch.data.splits import make_split
-    from hpsearch.runner import resolve_split_file
+    from hpsearch.training.runner import resolve_split_file
 
     try:
         split = make_split(
@@ -374,7 +374,7 @@ def _provenance_note(cfg: RunConfig) -> str:
 
 def host_description(device: str | None) -> str:
     """The training device as ``describe_device`` names it, plus the host."""
-    from hpsearch.device import describe_device, resolve_device
+    from hpsearch.training.device import describe_device, resolve_device
 
     dev = describe_device(resolve_device(device or "auto"))
     return f"{dev}; host {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
@@ -398,10 +398,10 @@ def reproduce(
 ) -> dict[str, Any]:
     """Train and test every column for ``seeds`` seeds; write results.json/results.md; return the results."""
     from hpsearch.data.check import verify_dataset
-    from hpsearch.device import release_memory, resolve_device
-    from hpsearch.evaluate import evaluate_checkpoint
-    from hpsearch.runner import PreparedData, prepare_data, train_from_config
-    from hpsearch.validate import check_registry_names
+    from hpsearch.training.device import release_memory, resolve_device
+    from hpsearch.training.evaluate import evaluate_checkpoint
+    from hpsearch.training.runner import PreparedData, prepare_data, train_from_config
+    from hpsearch.training.validate import check_registry_names
 
     if seeds < 1:
         raise ConfigError(f"--seeds is {seeds}; expected 1 or more")

@@ -16,19 +16,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from hpsearch.config import RunConfig
 from hpsearch.data.cache import resize_pair
 from hpsearch.data.check import verify_dataset
 from hpsearch.data.dataset import normalize
 from hpsearch.data.discover import Pair
 from hpsearch.data.io import read_image, read_mask
 from hpsearch.data.splits import make_split
-from hpsearch.device import resolve_device
 from hpsearch.errors import ConfigError, DataError
-from hpsearch.metrics import resize_logits_to
 from hpsearch.models import create_model
-from hpsearch.train import CHECKPOINT_FORMAT
-from hpsearch.viz import save_gallery
+from hpsearch.training.config import RunConfig
+from hpsearch.training.device import resolve_device
+from hpsearch.training.fit import CHECKPOINT_FORMAT
+from hpsearch.training.metrics import resize_logits_to
+from hpsearch.training.viz import save_gallery
 
 SplitName = Literal["train", "val", "test", "all"]
 
@@ -86,7 +86,7 @@ def select_stems(
 
     ``pairs`` is the folder's verified listing when the caller already has it (verifying reads every file).
     """
-    from hpsearch.runner import resolve_split_file
+    from hpsearch.training.runner import resolve_split_file
 
     if pairs is None:
         pairs = verify_dataset(data_dir)

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from hpsearch.config import TrainConfig
 from hpsearch.registry import Registry
+from hpsearch.training.config import TrainConfig
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], TrainConfig], torch.optim.Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")

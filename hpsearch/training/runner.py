@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from hpsearch.config import DataConfig, RunConfig
 from hpsearch.data.augment import build_transform
 from hpsearch.data.cache import load_arrays
 from hpsearch.data.check import verify_dataset
@@ -25,15 +24,16 @@ from hpsearch.data.dataset import SegmentationArrays
 from hpsearch.data.device_augment import DeviceBatches, has_device_preset
 from hpsearch.data.discover import Pair, dataset_fingerprint
 from hpsearch.data.splits import Split, make_split
-from hpsearch.device import autocast, describe_device, resolve_device
 from hpsearch.errors import ConfigError
-from hpsearch.manifest import build_manifest, seed_everything
 from hpsearch.models import create_model
-from hpsearch.train import Callback, FitResult, fit
-from hpsearch.viz import plot_curves, save_gallery
+from hpsearch.training.config import DataConfig, RunConfig
+from hpsearch.training.device import autocast, describe_device, resolve_device
+from hpsearch.training.fit import Callback, FitResult, fit
+from hpsearch.training.manifest import build_manifest, seed_everything
+from hpsearch.training.viz import plot_curves, save_gallery
 
 DATA_ENV = "HPSEARCH_DATA"
-BUILTIN_SPLITS = Path(__file__).resolve().parent / "splits"
+BUILTIN_SPLITS = Path(__file__).resolve().parents[1] / "splits"
 
 
 def resolve_split_file(value: str | None, data_dir: Path) -> Path | None:
@@ -234,7 +234,7 @@ def write_val_gallery(
     """Render the k validation images with the lowest Dice (once per run, not per epoch)."""
     if k <= 0 or len(data.val_images) == 0:
         return None
-    from hpsearch.metrics import dice_iou_per_image
+    from hpsearch.training.metrics import dice_iou_per_image
 
     logits = predict_arrays(model, data.val_images, device, amp=amp)
     dice, _ = dice_iou_per_image(

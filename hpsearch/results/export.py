@@ -16,9 +16,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import hpsearch
-from hpsearch.config import RunConfig, dump_config, parse_run_config
 from hpsearch.errors import ConfigError, StorageError
-from hpsearch.studies import SPEC_ATTR, make_storage, mask_url
+from hpsearch.search.studies import SPEC_ATTR, make_storage, mask_url
+from hpsearch.training.config import RunConfig, dump_config, parse_run_config
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
@@ -166,7 +166,7 @@ def export_best(
 ) -> Path:
     """Write the best COMPLETE trial's run config to ``out`` (a file, or a folder to put it in).
 
-    The file loads with ``hpsearch.config.load_config`` into the same ``RunConfig`` the trial trained with,
+    The file loads with ``load_config`` into the same ``RunConfig`` the trial trained with,
     plus an informational ``provenance`` section. Returns the path written.
     """
     if fmt not in ("yaml", "json"):

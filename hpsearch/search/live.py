@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hpsearch.progress import is_interactive
+from hpsearch.training.progress import is_interactive
 
 
 def _fmt_params(params: dict[str, Any]) -> str:
