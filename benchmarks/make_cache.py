@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hpsearch.data.cache import load_arrays
     from hpsearch.data.check import verify_dataset
-    from hpsearch.data.splits import make_split
-    from hpsearch.training.runner import resolve_split_file
+    from hpsearch.data.splits import make_split, resolve_split_file
 
     data = find_kvasir(args.data)
     if data is None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from hpsearch.errors import ConfigError
 
@@ -40,6 +41,53 @@ class Registry(Generic[T]):
             raise ConfigError(
                 f"unknown {self.kind} '{name}'; expected one of: {', '.join(self.names())}"
             ) from None
+
+    def accepted_kwargs(self, name: str, *, skip: tuple[str, ...] = ()) -> list[str]:
+        """The keyword options the factory for ``name`` accepts (empty when it takes ``**kwargs``)."""
+        factory = self.get(name)
+        try:
+            params = inspect.signature(factory).parameters.values()  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # not introspectable
+            return []
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return []
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in params if p.kind in kinds and p.name not in skip]
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Build entry ``name``: unknown names, unknown options and invalid values raise ConfigError.
+
+        ``args`` are positional values the caller supplies (e.g. a channel count); ``kwargs`` are the user's
+        options, checked against the factory's signature so a typo names the valid options.
+        """
+        factory = self.get(name)
+        n_pos = len(args)
+        try:
+            names = list(inspect.signature(factory).parameters)[:n_pos]  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            names = []
+        valid = self.accepted_kwargs(name, skip=tuple(names))
+        listed = ", ".join(valid) or "none"
+        unknown = sorted(set(kwargs) - set(valid)) if valid or not self._takes_var_kwargs(name) else []
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)} for {self.kind} '{name}'; valid options: {listed}"
+            )
+        try:
+            return factory(*args, **kwargs)  # type: ignore[operator]
+        except ConfigError as exc:
+            raise ConfigError(f"{self.kind} '{name}': {exc}; valid options: {listed}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"invalid options for {self.kind} '{name}' ({kwargs}): {exc}; valid options: {listed}"
+            ) from None
+
+    def _takes_var_kwargs(self, name: str) -> bool:
+        try:
+            params = inspect.signature(self.get(name)).parameters.values()  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return True
+        return any(p.kind is p.VAR_KEYWORD for p in params)
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

@@ -10,12 +10,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from hpsearch.data.discover import Pair
 from hpsearch.data.io import IMAGE_EXTENSIONS
 from hpsearch.errors import ConfigError, DataError
 
 _MAX_NAMED = 5
+BUILTIN_SPLITS = Path(__file__).resolve().parents[1] / "splits"
 
 
 def _canonical_hash(train: Sequence[str], val: Sequence[str], test: Sequence[str]) -> str:
@@ -267,3 +269,51 @@ def load_split(path: str | Path) -> Split:
             f"{str(payload['hash'])[:16]}; regenerate it with `hpsearch data split` instead of editing it"
         )
     return split
+
+
+class SplitSettings(Protocol):
+    """The fields of a data config that decide a split (``DataConfig`` has them)."""
+
+    split_file: str | None
+    val_fraction: float
+    test_fraction: float
+    split_seed: int
+
+
+def resolve_split_file(value: str | None, data_dir: Path) -> Path | None:
+    """A shipped split name (``kvasir-official``), a path, or a path relative to the data folder."""
+    if not value:
+        return None
+    if (BUILTIN_SPLITS / value).is_dir():
+        return BUILTIN_SPLITS / value
+    p = Path(value).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    if (data_dir / p).exists():
+        return data_dir / p
+    shipped = ", ".join(sorted(d.name for d in BUILTIN_SPLITS.iterdir() if d.is_dir()))
+    raise ConfigError(
+        f"split file '{value}' not found (relative to the working folder or to {data_dir}); "
+        f"give a path, or one of the shipped splits: {shipped}"
+    )
+
+
+def split_for(
+    settings: SplitSettings, data_dir: str | Path, *, pairs: Sequence[Pair] | None = None
+) -> tuple[list[Pair], Split]:
+    """The one way to split a dataset folder from a data config: verified pairs and their split.
+
+    ``pairs`` skips the (fingerprint-cached) verification when the caller already has them.
+    """
+    from hpsearch.data.check import verify_dataset
+
+    data_dir = Path(data_dir)
+    pairs = list(pairs) if pairs is not None else verify_dataset(data_dir)
+    split = make_split(
+        pairs,
+        split_file=resolve_split_file(settings.split_file, data_dir),
+        val_fraction=settings.val_fraction,
+        test_fraction=settings.test_fraction,
+        seed=settings.split_seed,
+    )
+    return pairs, split

@@ -305,8 +305,7 @@ def split_test_stems(
 ) -> tuple[tuple[str, ...] | None, str]:
     """The config's test stems on this data folder, or (None, why the split does not apply)."""
     from hpsearch.data.check import verify_dataset
-    from hpsearch.data.splits import make_split
-    from hpsearch.training.runner import resolve_split_file
+    from hpsearch.data.splits import make_split, resolve_split_file
 
     try:
         split = make_split(

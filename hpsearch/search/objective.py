@@ -18,8 +18,8 @@ import torch
 
 from hpsearch.errors import NonFiniteLossError
 from hpsearch.search.space import suggest
-from hpsearch.search.spec import StudySpec, resolve_config
-from hpsearch.training.config import RunConfig
+from hpsearch.search.spec import StudySpec
+from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.device import release_memory, resolve_device
 from hpsearch.training.runner import PreparedData, prepare_data, train_from_config
 
@@ -77,17 +77,15 @@ class TrialContext:
 
 def build_trial_config(ctx: TrialContext, params: dict[str, Any], trial_number: int) -> RunConfig:
     """Defaults < study ``fixed`` < sampled params < CLI overrides; seed = study seed + trial number."""
-    values = {
-        **params,
-        **ctx.overrides,
-        "train.seed": ctx.spec.seed + trial_number,
-        "data.path": str(ctx.data_dir),
-    }
-    cfg = resolve_config(ctx.spec.fixed, values, source=f"study '{ctx.spec.name}'")
-    if ctx.max_epochs is not None and cfg.train.epochs > ctx.max_epochs:
-        cfg.train.warmup_epochs = min(cfg.train.warmup_epochs, ctx.max_epochs - 1)
-        cfg.train.epochs = ctx.max_epochs
-    return cfg
+    return resolve_run_config(
+        ctx.spec.fixed,
+        params=params,
+        overrides=ctx.overrides,
+        data_path=ctx.data_dir,
+        seed=ctx.spec.seed + trial_number,
+        max_epochs=ctx.max_epochs,
+        source=f"study '{ctx.spec.name}'",
+    )
 
 
 class Objective:
@@ -99,7 +97,7 @@ class Objective:
 
     def data_for(self, cfg: RunConfig) -> PreparedData:
         """Decoded arrays are shared by all trials that use the same data settings."""
-        key = cfg.data.model_dump_json()
+        key = cfg.data.prepared_key()
         if key not in self._data:
             self._data[key] = prepare_data(cfg.data, self.ctx.data_dir, progress=False)
         return self._data[key]

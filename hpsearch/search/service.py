@@ -123,8 +123,7 @@ class PreparedStudy:
 
 def _split_hash(base: RunConfig, data_dir: Path) -> str:
     from hpsearch.data.check import verify_dataset
-    from hpsearch.data.splits import make_split
-    from hpsearch.training.runner import resolve_split_file
+    from hpsearch.data.splits import make_split, resolve_split_file
 
     pairs = verify_dataset(data_dir)  # data errors abort here, before storage and before any trial
     split = make_split(

@@ -6,7 +6,6 @@ the sampler and pruner, the metric and direction, the budget, and optional trial
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
@@ -15,7 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpsearch.errors import ConfigError
-from hpsearch.training.config import RunConfig, format_validation_error, parse_run_config, read_yaml
+from hpsearch.training.config import (
+    RunConfig,
+    format_validation_error,
+    parse_run_config,
+    read_yaml,
+    resolve_run_config,
+)
 
 # The top-level studies/ folder, reached through the hpsearch/builtin_studies link so that it also ships in
 # the wheel (setuptools copies the files the link points to).
@@ -132,23 +137,9 @@ class StudySpec(_Strict):
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 
-def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``tree['a']['b'] = value`` for ``dotted='a.b'``, creating dicts on the way."""
-    *parents, leaf = dotted.split(".")
-    node = tree
-    for key in parents:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"cannot set '{dotted}': '{key}' is not a section")
-    node[leaf] = value
-
-
 def resolve_config(base: dict[str, Any], values: dict[str, Any], source: str) -> RunConfig:
-    """Apply dotted ``values`` on top of ``base`` and validate the result as a RunConfig."""
-    tree = copy.deepcopy(base)
-    for key, val in values.items():
-        set_path(tree, key, val)
-    return parse_run_config(tree, source=source)
+    """Apply dotted ``values`` on top of ``base`` and validate (see ``resolve_run_config``)."""
+    return resolve_run_config(base, overrides=values, source=source)
 
 
 def _validate_semantics(spec: StudySpec, source: str) -> None:

@@ -6,6 +6,8 @@ The fully resolved ``RunConfig`` is what a trial stores, what ``hpsearch export`
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +46,13 @@ class DataConfig(StrictModel):
     )
     max_train_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
     max_val_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
+
+    def prepared_key(self) -> str:
+        """What identifies decoded train/val arrays: everything but how batches are augmented and fed.
+
+        Trials that differ only in ``augmentation``, ``augment_on`` or ``num_workers`` share one decode.
+        """
+        return self.model_dump_json(exclude={"augmentation", "augment_on", "num_workers"})
 
 
 class ModelConfig(StrictModel):
@@ -163,3 +172,68 @@ def dump_config(config: RunConfig, path: str | Path, *, fmt: Literal["yaml", "js
     else:
         p.write_text(yaml.safe_dump(payload, sort_keys=False))
     return p
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``dotted='a.b'``, creating dicts on the way."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set '{dotted}': '{key}' is not a section")
+    node[leaf] = value
+
+
+def resolve_run_config(
+    base: Mapping[str, Any] | RunConfig | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    data_path: str | Path | None = None,
+    seed: int | None = None,
+    max_epochs: int | None = None,
+    source: str = "config",
+) -> RunConfig:
+    """The one place a run config is put together. Later layers win:
+
+    1. defaults (the ``RunConfig`` fields);
+    2. ``base``: a study's ``fixed`` part or a config file;
+    3. ``params``: values sampled by a trial (dotted paths);
+    4. ``overrides``: ``--set KEY=VALUE`` (dotted paths);
+    5. explicit options: ``device`` (``--device``), ``data_path`` (the resolved ``--data``), ``seed``;
+    6. caps: ``max_epochs`` lowers ``train.epochs`` (and a warm-up that would no longer fit).
+
+    A value the sampler chose is never silently replaced, so a trial's stored parameters always describe
+    what trained: overriding a sampled path, or capping the epochs of a study that samples them, is an error.
+    """
+    params = dict(params or {})
+    overrides = dict(overrides or {})
+    clash = sorted(set(params) & set(overrides))
+    if clash:
+        raise ConfigError(
+            f"{source}: --set {', '.join(clash)} would replace what the search samples; "
+            "drop the --set, or fix the value in the study's `fixed` section and remove it from `space`"
+        )
+    if max_epochs is not None and "train.epochs" in params:
+        raise ConfigError(
+            f"{source}: --max-epochs {max_epochs} would cap train.epochs, which this study searches "
+            "(the trial would store an epoch count it never trained); narrow `space.train.epochs` instead, "
+            "or drop --max-epochs"
+        )
+    if max_epochs is not None and max_epochs < 1:
+        raise ConfigError(f"--max-epochs must be >= 1 (got {max_epochs})")
+    if isinstance(base, RunConfig):
+        tree = base.model_dump(mode="json")
+    else:
+        tree = copy.deepcopy(dict(base or {}))
+    explicit = {"train.device": device, "data.path": data_path and str(data_path), "train.seed": seed}
+    layers = {**params, **overrides, **{k: v for k, v in explicit.items() if v is not None}}
+    for key, value in layers.items():
+        set_path(tree, key, value)
+    cfg = parse_run_config(tree, source=source)
+    if max_epochs is not None and cfg.train.epochs > max_epochs:
+        cfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max_epochs - 1)
+        cfg.train.epochs = max_epochs
+    return cfg

@@ -86,7 +86,7 @@ def select_stems(
 
     ``pairs`` is the folder's verified listing when the caller already has it (verifying reads every file).
     """
-    from hpsearch.training.runner import resolve_split_file
+    from hpsearch.data.splits import resolve_split_file
 
     if pairs is None:
         pairs = verify_dataset(data_dir)

@@ -19,11 +19,10 @@ from torch.utils.data import DataLoader
 
 from hpsearch.data.augment import build_transform
 from hpsearch.data.cache import load_arrays
-from hpsearch.data.check import verify_dataset
 from hpsearch.data.dataset import SegmentationArrays
 from hpsearch.data.device_augment import DeviceBatches, has_device_preset
 from hpsearch.data.discover import Pair, dataset_fingerprint
-from hpsearch.data.splits import Split, make_split
+from hpsearch.data.splits import Split, split_for
 from hpsearch.errors import ConfigError
 from hpsearch.models import create_model
 from hpsearch.training.config import DataConfig, RunConfig
@@ -33,25 +32,6 @@ from hpsearch.training.manifest import build_manifest, seed_everything
 from hpsearch.training.viz import plot_curves, save_gallery
 
 DATA_ENV = "HPSEARCH_DATA"
-BUILTIN_SPLITS = Path(__file__).resolve().parents[1] / "splits"
-
-
-def resolve_split_file(value: str | None, data_dir: Path) -> Path | None:
-    """A shipped split name (``kvasir-official``), a path, or a path relative to the data folder."""
-    if not value:
-        return None
-    if (BUILTIN_SPLITS / value).is_dir():
-        return BUILTIN_SPLITS / value
-    p = Path(value).expanduser()
-    if p.exists() or p.is_absolute():
-        return p
-    if (data_dir / p).exists():
-        return data_dir / p
-    shipped = ", ".join(sorted(d.name for d in BUILTIN_SPLITS.iterdir() if d.is_dir()))
-    raise ConfigError(
-        f"split file '{value}' not found (relative to the working folder or to {data_dir}); "
-        f"give a path, or one of the shipped splits: {shipped}"
-    )
 
 
 def resolve_data_dir(cli_value: str | Path | None, cfg: DataConfig | None = None) -> Path:
@@ -87,14 +67,7 @@ class PreparedData:
 
 def prepare_data(cfg: DataConfig, data_dir: Path, *, progress: bool | None = None) -> PreparedData:
     """Verify the folder, split it, and load the decoded train/val arrays (the test part stays sealed)."""
-    pairs = verify_dataset(data_dir)
-    split = make_split(
-        pairs,
-        split_file=resolve_split_file(cfg.split_file, data_dir),
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.split_seed,
-    )
+    pairs, split = split_for(cfg, data_dir)
     by_stem = {p.stem: p for p in pairs}
     train_stems = list(split.train)
     if cfg.max_train_images:

@@ -1,0 +1,42 @@
+"""Every attribute key hpsearch stores on an Optuna study or trial, named once.
+
+Workers write them, and ``results``/``reproduce`` and the dashboard read them back; a bare string in two
+places would drift. Values are the strings already in existing storages, so old studies still read.
+"""
+
+from __future__ import annotations
+
+# ---- study user attributes
+SPEC = "hpsearch_spec"  # the StudySpec as JSON: any worker rebuilds sampler, pruner and space from it
+SPEC_FINGERPRINT = "spec_fingerprint"  # hash of space/fixed/metric/direction/sampler/pruner: resume check
+DATA_SPLIT_HASH = "data_split_hash"  # hash of the train/val/test stems: resume and worker check
+BUDGET_N_TRIALS = "budget_n_trials"  # the study's total trial budget (tickets issued so far)
+VERSION = "hpsearch_version"  # package version that created the study
+
+# ---- trial user attributes
+TICKET = "hpsearch_ticket"  # this trial was enqueued as one unit of the budget
+WORKER = "worker"
+CONFIG = "config"  # the fully resolved RunConfig the trial trained with (what export writes)
+SEED = "seed"
+HISTORY = "history"  # per-epoch metrics
+BEST_VAL_DICE = "best_val_dice"
+BEST_VAL_IOU = "best_val_iou"
+BEST_EPOCH = "best_epoch"
+EPOCHS_RUN = "epochs_run"
+WALL_TIME_S = "wall_time_s"  # inside fit()
+TRIAL_WALL_S = "trial_wall_s"  # the whole objective call
+OVERHEAD_S = "overhead_s"  # trial_wall_s - wall_time_s: storage writes, gallery, curves, artifacts
+RECORD_S = "record_s"
+TRAIN_IMG_PER_S = "train_img_per_s"
+DEVICE = "device"
+PEAK_MEMORY_MB = "peak_memory_mb"
+MANIFEST = "manifest"
+CHECKPOINT = "checkpoint"
+OUT_DIR = "out_dir"
+ARTIFACTS = "artifacts"  # {"gallery": artifact id, "curves": artifact id}
+FAIL_REASON = "fail_reason"
+FAIL_DETAIL = "fail_detail"
+PRUNE_REASON = "prune_reason"
+
+# ---- trial system attribute set by Optuna's retry callback (and by hpsearch for interrupted tickets)
+FAILED_TRIAL = "failed_trial"
