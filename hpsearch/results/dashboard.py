@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import warnings
 from pathlib import Path
 
+import optuna
+from optuna.exceptions import ExperimentalWarning
+
 from hpsearch.errors import ConfigError
-from hpsearch.results.export import check_storage_exists
+from hpsearch.results.query import check_storage_exists, study_metric
+from hpsearch.search import keys
 from hpsearch.search.studies import artifact_store, make_storage
 
 DEFAULT_HOST = "127.0.0.1"
@@ -49,6 +54,42 @@ def dashboard_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/dashboard"
 
 
+def name_metric(study: optuna.Study, metric: str) -> bool:
+    """Name the study's objective ``metric`` so the dashboard shows e.g. ``val_dice``, not "Objective 0".
+
+    Idempotent: writes only when the stored name differs, so any number of workers or dashboards may call
+    it. Returns whether it wrote. hpsearch studies have one objective; a multi-objective study is refused.
+    """
+    if len(study.directions) != 1:
+        raise ConfigError(
+            f"study '{study.study_name}' has {len(study.directions)} objectives; name_metric names the one "
+            "objective of a single-objective study, so pass such a study"
+        )
+    if study.metric_names == [metric]:
+        return False
+    with warnings.catch_warnings():
+        # Experimental since optuna 3.2 and unchanged since; the warning would repeat on every start.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names([metric])
+    return True
+
+
+def name_stored_metrics(storage: optuna.storages.BaseStorage) -> list[str]:
+    """``name_metric`` every hpsearch study in the storage (one with a stored spec) by its spec's metric.
+
+    Studies created before their search layer named the metric get it here, on first view. Returns the
+    names of the studies it wrote to.
+    """
+    named = []
+    for summary in storage.get_all_studies():
+        if keys.SPEC not in summary.user_attrs or len(summary.directions) != 1:
+            continue  # not an hpsearch study: leave its names to whoever made it
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        if name_metric(study, study_metric(study)):
+            named.append(summary.study_name)
+    return named
+
+
 def serve_dashboard(
     storage_url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, artifacts: Path | None = None
 ) -> None:
@@ -59,6 +100,7 @@ def serve_dashboard(
 
     The storage is opened with ``make_storage`` (same URL rules, masked errors) and artifacts come from the
     same ``FileSystemArtifactStore`` the workers upload to, so trial galleries and curves show in the UI.
+    hpsearch studies get their objective named by their metric first (``name_stored_metrics``).
     """
     from optuna_dashboard import run_server
 
@@ -66,6 +108,10 @@ def serve_dashboard(
         raise ConfigError(f"port {port} is out of range; pass --port between 1 and 65535")
     check_storage_exists(storage_url)
     storage = make_storage(storage_url)
+    try:
+        name_stored_metrics(storage)
+    except optuna.exceptions.StorageInternalError as exc:  # e.g. a read-only database role: still serve
+        log.warning("could not name the studies' objectives by their metric: %s", exc)
     store = artifact_store(storage_url, artifacts)
     warning = exposure_warning(host)
     if warning:
