@@ -14,7 +14,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hpsearch.errors import ConfigError, StorageError
-from hpsearch.results.export import best_trial_summary, export_best
+from hpsearch.results.export import export_best
+from hpsearch.results.query import best_trial_summary
 from hpsearch.search.studies import SPEC_ATTR
 from hpsearch.training.config import RunConfig, load_config
 

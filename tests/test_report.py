@@ -14,7 +14,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hpsearch.results.report import build_report, cost_to_target, format_value, write_report
+from hpsearch.results.report import write_report
+from hpsearch.results.report_data import build_report, cost_to_target, format_value
 from hpsearch.search.studies import SPEC_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
