@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,17 @@ from pg import free_port, get_json
 from pg import http_get as get
 from PIL import Image
 
-from hpsearch.errors import StorageError
-from hpsearch.results.dashboard import dashboard_url, exposure_warning, is_loopback, serve_dashboard
-from hpsearch.search.studies import ARTIFACTS_ENV, artifact_store
+from hpsearch.errors import ConfigError, StorageError
+from hpsearch.results.dashboard import (
+    dashboard_url,
+    exposure_warning,
+    is_loopback,
+    name_metric,
+    name_stored_metrics,
+    serve_dashboard,
+)
+from hpsearch.search import keys
+from hpsearch.search.studies import ARTIFACTS_ENV, artifact_store, make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -57,6 +66,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp_path = tmp_path_factory.mktemp("dash")
     url = f"sqlite:///{tmp_path / 'dash.db'}"
     study = optuna.create_study(storage=url, study_name="dash-study", direction="maximize")
+    # An hpsearch study whose objective has no name yet: serving it must name it by the spec's metric.
+    study.set_user_attr(keys.SPEC, json.dumps({"name": "dash-study", "metric": "val_iou"}))
     png_path = tmp_path / "gallery.png"
     Image.new("RGB", (8, 6), (200, 30, 30)).save(png_path)
     # As in objective.py: the artifact is uploaded while the trial runs (a finished trial can't take it).
@@ -109,6 +120,7 @@ def test_dashboard_serves_study_trials_and_artifacts(served: Served) -> None:
     study_id = summary["study_id"]
 
     detail = get_json(f"{served.base}/api/studies/{study_id}?after=0")
+    assert detail["objective_names"] == ["val_iou"]  # the stored metric, not "Objective 0"
     [trial] = detail["trials"]
     assert trial["number"] == served.trial_number and trial["state"] == "Complete"
     assert [p["name"] for p in trial["params"]] == ["train.lr"]
@@ -128,7 +140,8 @@ def test_dashboard_serves_study_trials_and_artifacts(served: Served) -> None:
 
 
 def test_dashboard_binds_loopback_only(served: Served) -> None:
-    assert inspect.signature(serve_dashboard).parameters["host"].default == "127.0.0.1"
+    # The fixture passes no host: the default must answer on loopback and nowhere else.
+    socket.create_connection(("127.0.0.1", served.port), timeout=2).close()
     others = ["127.0.0.2"]  # Linux routes all of 127/8 to lo, but a socket bound to 127.0.0.1 is not on it
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -180,3 +193,37 @@ def test_urls_and_exposure_warning() -> None:
     for host in ("0.0.0.0", "::", "192.168.1.10", "myhost.example"):
         assert not is_loopback(host)
         assert "no login" in (exposure_warning(host) or "")
+
+
+def test_name_metric_is_read_back_and_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'names.db'}"
+    study = optuna.create_study(storage=url, study_name="named", direction="maximize")
+    assert study.metric_names is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # optuna's experimental warning must not reach the user
+        assert name_metric(study, "val_dice") is True
+        assert name_metric(study, "val_dice") is False  # already named: nothing written
+    assert optuna.load_study(study_name="named", storage=url).metric_names == ["val_dice"]
+    assert name_metric(study, "val_iou") is True  # a changed metric is renamed
+    assert study.metric_names == ["val_iou"]
+
+
+def test_name_metric_refuses_a_multi_objective_study() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    with pytest.raises(ConfigError, match="2 objectives"):
+        name_metric(study, "val_dice")
+    assert study.metric_names is None
+
+
+def test_name_stored_metrics_names_hpsearch_studies_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    ours = optuna.create_study(storage=url, study_name="ours", direction="minimize")
+    ours.set_user_attr(keys.SPEC, json.dumps({"name": "ours", "metric": "val_loss"}))
+    no_metric = optuna.create_study(storage=url, study_name="old", direction="maximize")
+    no_metric.set_user_attr(keys.SPEC, json.dumps({"name": "old"}))  # a spec from before `metric` existed
+    optuna.create_study(storage=url, study_name="foreign")  # made by someone else: left alone
+    storage = make_storage(url)
+    assert sorted(name_stored_metrics(storage)) == ["old", "ours"]
+    assert name_stored_metrics(storage) == []  # second pass: nothing left to write
+    names = {s.study_name: s.system_attrs.get("study:metric_names") for s in storage.get_all_studies()}
+    assert names == {"ours": ["val_loss"], "old": ["val_dice"], "foreign": None}
