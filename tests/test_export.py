@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from hpsearch.errors import ConfigError, StorageError
 from hpsearch.results.export import export_best
 from hpsearch.results.query import best_trial_summary
-from hpsearch.search.studies import SPEC_ATTR
+from hpsearch.search import keys
 from hpsearch.training.config import RunConfig, load_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -84,9 +84,9 @@ def build_study(db: Path, *, states: list[TrialState] | None = None) -> tuple[st
     """Three trials; by default trial 1 is the best COMPLETE one; trial 2 scored higher but was pruned."""
     url = f"sqlite:///{db}"
     study = optuna.create_study(storage=url, study_name="tiny", direction="maximize")
-    study.set_user_attr(SPEC_ATTR, json.dumps(SPEC))
-    study.set_user_attr("data_split_hash", "abc123")
-    study.set_user_attr("hpsearch_version", "0.1.0")
+    study.set_user_attr(keys.SPEC, json.dumps(SPEC))
+    study.set_user_attr(keys.DATA_SPLIT_HASH, "abc123")
+    study.set_user_attr(keys.VERSION, "0.1.0")
     rows = [
         ({"train.lr": 1e-3, "train.batch_size": 8, "model.kwargs.base_width": 16}, [0.4, 0.6, 0.7]),
         # The best one; lr=1e-5 checks that YAML keeps a dot-less float a float (PyYAML needs "1.0e-05").
@@ -220,7 +220,21 @@ def test_best_trial_summary(tmp_path: Path, template: Path) -> None:
     assert summary["number"] == 1 and summary["value"] == pytest.approx(0.85)
     assert summary["params"]["train.batch_size"] == 16
     assert summary["best_epoch"] == 3 and summary["device"] == "cpu"
-    json.dumps(summary)  # JSON-safe
+    assert summary["metric"] == "val_dice" and summary["direction"] == "maximize"
+    assert summary["artifacts"] == {} and summary["worker"] is None  # not recorded: present, empty
+    assert json.loads(json.dumps(summary)) == summary  # JSON-safe: survives report.json unchanged
+
+
+def test_room_exports_resolve_to_their_modules() -> None:
+    import importlib
+
+    import hpsearch.results as results
+
+    for name in results.__all__:
+        module = importlib.import_module(results._LAZY[name])
+        assert getattr(results, name) is getattr(module, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        results.nope  # noqa: B018
 
 
 def test_cli_export_and_report_pick_the_only_study_without_study(tmp_path: Path, template: Path) -> None:

@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 from hpsearch.results.report import write_report
 from hpsearch.results.report_data import build_report, cost_to_target, format_value
-from hpsearch.search.studies import SPEC_ATTR
+from hpsearch.results.report_md import render_markdown
+from hpsearch.search import keys
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -116,10 +117,10 @@ def p(
 def build_study(db: Path) -> None:
     """Trials listed in number order; completion order differs (trial 2 finishes first)."""
     study = optuna.create_study(storage=f"sqlite:///{db}", study_name="tiny", direction="maximize")
-    study.set_user_attr(SPEC_ATTR, json.dumps(SPEC))
-    study.set_user_attr("data_split_hash", "0123456789abcdef")
-    study.set_user_attr("hpsearch_version", "0.1.0")
-    study.set_user_attr("budget_n_trials", 8)
+    study.set_user_attr(keys.SPEC, json.dumps(SPEC))
+    study.set_user_attr(keys.DATA_SPLIT_HASH, "0123456789abcdef")
+    study.set_user_attr(keys.VERSION, "0.1.0")
+    study.set_user_attr(keys.BUDGET_N_TRIALS, 8)
     C, P, F = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
     # trial 0: completes second; reaches 0.6 at epoch 2 and 0.7 at epoch 3.
     add(study, C, p(1e-3, 8), [0.4, 0.6, 0.7], done_min=20, wall=40.0)
@@ -227,7 +228,7 @@ def test_report_masks_the_storage_password(tmp_path: Path, template: Path) -> No
 def test_importance_note_when_too_few_complete_trials(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'few.db'}"
     study = optuna.create_study(storage=url, study_name="few", direction="maximize")
-    study.set_user_attr(SPEC_ATTR, json.dumps(SPEC))
+    study.set_user_attr(keys.SPEC, json.dumps(SPEC))
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / "importance.png").write_bytes(b"stale")  # from an earlier, bigger report
     add(study, TrialState.COMPLETE, p(1e-3, 8), [0.4, 0.6], done_min=1, wall=10.0)
@@ -252,7 +253,7 @@ def test_importance_note_for_a_single_parameter(tmp_path: Path) -> None:
 def test_report_without_any_finished_trial(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     study = optuna.create_study(storage=url, study_name="empty", direction="maximize")
-    study.set_user_attr(SPEC_ATTR, json.dumps(SPEC))
+    study.set_user_attr(keys.SPEC, json.dumps(SPEC))
     study.enqueue_trial({})
     study.add_trial(optuna.create_trial(state=TrialState.RUNNING))
     text = write_report(url, None, tmp_path / "rep").read_text()  # None: the only study in the storage
@@ -278,3 +279,37 @@ def test_report_without_any_finished_trial(tmp_path: Path) -> None:
 )
 def test_format_value(value: Any, text: str) -> None:
     assert format_value(value) == text
+
+
+def test_markdown_regenerates_from_report_json(tmp_path: Path, template: Path) -> None:
+    _, url = make_study(tmp_path, template)
+    md = write_report(url, "tiny", tmp_path / "rep")
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert render_markdown(data) == md.read_text()  # report.md needs nothing the JSON lacks
+    headings = [line for line in md.read_text().splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Hyperparameters",
+        "## Best trial",
+        "## Trials",
+        "## Compute time",
+        "## Cost to target",
+        "## Plots",
+    ]
+
+
+def test_minimizing_study_ranks_low_first_and_skips_cost_to_target(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'min.db'}"
+    study = optuna.create_study(storage=url, study_name="min", direction="minimize")
+    add(study, TrialState.COMPLETE, p(1e-3, 8), [0.4], done_min=1, wall=10.0)
+    add(study, TrialState.COMPLETE, p(1e-4, 4), [0.2], done_min=2, wall=10.0)
+    add(study, TrialState.PRUNED, p(1e-2, 16), [0.1, 0.9], done_min=3, wall=10.0)
+    data = build_report(study, url)
+    assert [t["number"] for t in data["top_trials"]] == [1, 0]
+    assert data["cost_to_target"]["thresholds"] == []
+    assert data["cost_to_target"]["note"] == "not applicable: the study minimizes its metric"
+    pruned = data["trials"][2]
+    assert pruned["best_intermediate"] == pytest.approx(0.1)  # the lowest value reported, not the last
+    assert pruned["reason"] == "pruned at epoch 2" and pruned["compute_s"] == pytest.approx(10.0)
+    text = write_report(url, "min", tmp_path / "rep").read_text()
+    assert "- **Objective:** minimize `val_dice`" in text
+    assert "not applicable: the study minimizes its metric" in text and "| Target" not in text
