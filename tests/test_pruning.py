@@ -21,12 +21,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpsearch.search.spec import CategoricalParam, IntParam, StudySpec, load_study_spec
+from hpsearch.search.spec import CategoricalParam, IntParam, StudySpec, builtin_studies, load_study_spec
 from hpsearch.search.strategies import build_pruner
 from hpsearch.training.config import resolve_run_config
 
 HALVING = {"hyperband", "successive_halving"}  # pruners that compare the value reported at a rung
-SHIPPED = ("smoke", "lr_batch", "full", "architecture", "augmentation", "loss", "optimizer")
+SHIPPED = tuple(builtin_studies())  # every study file in studies/, new ones included
 
 LEARN_EPOCHS = 4.0  # time constant of the shared learning progress, in epochs
 ANNEAL_GAIN = 0.12  # Dice a schedule gains by the time its LR has fallen to zero
