@@ -170,6 +170,12 @@ def test_a_second_run_trains_nothing_and_a_changed_column_reruns(
         assert again["columns"][key]["dice_mean"] == first["columns"][key]["dice_mean"]
         assert again["columns"][key]["n_kept"] == 1
 
+    # A results folder copied without its checkpoints (as the GPU script copies it back) still resumes.
+    for key in ("unet", "wide_deep"):
+        (tmp_path / "out" / key / "seed0" / "best.pt").unlink()
+    reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == []
+
     # A changed config re-runs that column only.
     wide = yaml.safe_load((cdir / "report_wide_deep.yaml").read_text())
     wide["model"]["kwargs"]["base_width"] = 128

@@ -205,14 +205,18 @@ def _evaluated_stems(per_case_csv: Path) -> list[str]:
 
 
 def load_finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
-    """The record of a finished run in ``run_dir`` made with ``identity``, else None."""
+    """The record of a finished run in ``run_dir`` made with ``identity``, else None.
+
+    The checkpoint is not required: a run is its record and its test outputs, so a results folder copied
+    back without the (large) ``best.pt`` files still resumes.
+    """
     try:
         record = json.loads((run_dir / RUN_RECORD).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("identity") != identity:
         return None
-    if not (run_dir / "best.pt").is_file() or not (run_dir / "test" / "per_case.csv").is_file():
+    if not (run_dir / "test" / "per_case.csv").is_file():
         return None
     return record
 
@@ -301,6 +305,8 @@ def run_once(
     record = load_finished(run_dir, run_identity(cfg, plan))
     kept = record is not None
     if record is None:
+        # A stale record must not outlive the outputs it describes if this run dies half-way.
+        (run_dir / RUN_RECORD).unlink(missing_ok=True)
         record = train_and_test(cfg, run_dir, plan, label=label, progress=progress, log=log)
     stems = _evaluated_stems(run_dir / "test" / "per_case.csv")
     if sorted(stems) != sorted(plan.split.test):
