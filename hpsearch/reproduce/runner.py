@@ -40,7 +40,7 @@ from hpsearch.reproduce.sanity import (
     check_iou_le_dice,
     check_no_leakage,
     check_same_test_set,
-    split_test_stems,
+    split_or_reason,
     warn_if_suspicious,
 )
 from hpsearch.training.config import RunConfig, dump_config
@@ -57,8 +57,8 @@ class Plan:
     data_dir: Path
     out: Path
     keys: list[str]
-    cfgs: dict[str, RunConfig]
-    sources: dict[str, tuple[RunConfig, str]]
+    cfgs: dict[str, RunConfig]  # as they run (quick mode and options applied), before the per-seed seed
+    loaded: dict[str, tuple[RunConfig, str]]  # as loaded, with the file (or export) each came from
     pairs: list
     split: Any
     split_note: str | None
@@ -123,7 +123,7 @@ def _resolve_columns(
 def _fit_split(cfgs: dict[str, RunConfig], ddir: Path, pairs: list, *, quick: bool, log: Log) -> str | None:
     """None when the configs' split fits this data; in quick mode a note and a random split instead."""
     first = next(iter(cfgs.values()))
-    _, why = split_test_stems(first, ddir, pairs)
+    _, why = split_or_reason(first, ddir, pairs)
     if not why:
         return None
     if not quick:
@@ -337,8 +337,8 @@ def _column_result(key: str, plan: Plan, runs: list[dict[str, Any]], cdir: Path)
     res = {
         "label": COLUMNS[key].label,
         "recipe": COLUMNS[key].recipe,
-        "config": plan.sources[key][1],
-        "provenance": _provenance_note(plan.sources[key][0]),
+        "config": plan.loaded[key][1],
+        "provenance": _provenance_note(plan.loaded[key][0]),
         "model": cfg0.model.name,
         "model_kwargs": dict(cfg0.model.kwargs),
         "image_size": cfg0.data.image_size,

@@ -77,8 +77,8 @@ def warn_if_suspicious(label: str, dice: float, *, log: Log = print) -> str | No
     return msg
 
 
-def split_test_stems(cfg: RunConfig, data_dir: Path, pairs: list | None = None) -> tuple[Any, str]:
-    """The config's split on this data folder, or (None, why the split does not apply)."""
+def split_or_reason(cfg: RunConfig, data_dir: Path, pairs: list | None = None) -> tuple[Any, str]:
+    """The config's split of this data folder, or (None, why the split does not apply to it)."""
     from hpsearch.data.splits import split_for
 
     try:
@@ -93,7 +93,7 @@ def check_same_test_set(cfgs: Mapping[str, RunConfig], data_dir: Path, pairs: li
     from hpsearch.data.check import verify_dataset
 
     pairs = pairs if pairs is not None else verify_dataset(data_dir)
-    splits = {k: split_test_stems(c, data_dir, pairs) for k, c in cfgs.items()}
+    splits = {k: split_or_reason(c, data_dir, pairs) for k, c in cfgs.items()}
     bad = [k for k, (s, _) in splits.items() if s is None]
     if bad:
         raise DataError(f"column '{bad[0]}': {splits[bad[0]][1]}")
