@@ -227,6 +227,11 @@ def test_full_mode_refuses_data_the_split_was_not_made_for(tmp_path: Path, synth
     assert not (tmp_path / "out" / "unet").exists()
 
 
+def test_the_columns_option_names_every_column() -> None:
+    res = invoke("reproduce", "--help")
+    assert res.exit_code == 0 and all(k in res.output for k in COLUMNS)
+
+
 def test_unknown_column_is_one_line(tmp_path: Path, synth_data: Path) -> None:
     res = invoke("reproduce", "--quick", "--data", synth_data, "--out", tmp_path, "--columns", "unet,cbam")
     assert res.exit_code == 2 and "unknown column 'cbam'" in res.output
