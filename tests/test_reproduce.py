@@ -199,6 +199,31 @@ def test_an_unfinished_run_is_not_kept(tmp_path: Path, synth_data: Path, count_t
     assert count_training == ["unet seed 0"]
 
 
+def test_a_copied_dataset_resumes_and_a_changed_one_reruns(
+    tmp_path: Path, synth_data: Path, count_training: list[str]
+) -> None:
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    kw = dict(columns=["unet"], quick=True, device="cpu", epochs=1)
+    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    for f in data.rglob("*.png"):  # what a copy to a fresh machine does to the files
+        os.utime(f, (f.stat().st_atime + 1000, f.stat().st_mtime + 1000))
+    count_training.clear()
+    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == []
+    image = sorted((data / "images").glob("*.png"))[0]
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels[: pixels.shape[0] // 2] = 255 - pixels[: pixels.shape[0] // 2]
+    Image.fromarray(pixels).save(image)
+    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == ["unet seed 0"]
+
+
 def test_seeds_change_only_the_training_seed(tmp_path: Path, synth_data: Path) -> None:
     res = invoke(
         "reproduce", "--quick", "--data", synth_data, "--out", tmp_path, "--columns", "unet",

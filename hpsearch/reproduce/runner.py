@@ -8,6 +8,7 @@ the same data files and the same split, that run is kept and not trained again; 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -160,7 +161,6 @@ def plan_columns(
 ) -> Plan:
     """Load, check and resolve every column's config and split the data, before anything trains."""
     from hpsearch.data.check import verify_dataset
-    from hpsearch.data.discover import dataset_fingerprint
     from hpsearch.training.device import resolve_device
 
     ddir = Path(data_dir).expanduser().resolve()
@@ -183,10 +183,24 @@ def plan_columns(
     for cfg in cfgs.values():
         cap = cfg.data.max_train_images
         check_no_leakage(split, list(split.train)[:cap] if cap else None)
-    return Plan(ddir, Path(out_dir), keys, cfgs, base, pairs, split, note, dataset_fingerprint(pairs))
+    return Plan(ddir, Path(out_dir), keys, cfgs, base, pairs, split, note, data_identity(pairs))
 
 
 # ------------------------------------------------------------------------------------------ one run
+
+
+def data_identity(pairs: Sequence[Any]) -> str:
+    """sha256 over every pair's stem, file names and sizes.
+
+    Unlike the cache's fingerprint it leaves out modification times: a dataset copied to a fresh machine
+    (as each GPU session is) gets new mtimes, and that must not retrain runs that already finished on it.
+    """
+    h = hashlib.sha256()
+    for pair in pairs:
+        h.update(pair.stem.encode())
+        for path in (pair.image, pair.mask):
+            h.update(f"\0{path.name}\0{path.stat().st_size}".encode())
+    return h.hexdigest()
 
 
 def run_identity(cfg: RunConfig, plan: Plan) -> dict[str, Any]:
@@ -194,7 +208,7 @@ def run_identity(cfg: RunConfig, plan: Plan) -> dict[str, Any]:
     return {
         "version": RECORD_VERSION,
         "config": cfg.model_dump(mode="json"),
-        "data_fingerprint": plan.fingerprint,
+        "data": plan.fingerprint,
         "split_hash": plan.split.hash,
     }
 
