@@ -1,9 +1,10 @@
-"""``hpsearch reproduce``: the four columns end to end (quick, synthetic), its sanity checks, its configs."""
+"""``hpsearch reproduce``: the five columns end to end (quick, synthetic), its sanity checks, its configs."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,17 +13,19 @@ import yaml
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
-from hpsearch.reproduce.run import (
+from hpsearch.errors import ConfigError
+from hpsearch.reproduce import (
     COLUMNS,
     SanityError,
-    apply_overrides,
+    check_comparable,
     check_iou_le_dice,
     check_no_leakage,
     check_same_test_set,
-    claim_check,
+    column_config,
     default_config_dir,
     leakage_warning,
     load_column_configs,
+    load_references,
     parse_columns,
     quick_config,
     reproduce,
@@ -38,9 +41,18 @@ def invoke(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def table_row(output: str, name: str) -> list[str]:
+    """The cells of the printed table's row ``name`` (first cell dropped)."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == name:
+            return cells[1:]
+    raise AssertionError(f"no row '{name}' in:\n{output}")
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> tuple[Path, object]:
-    """All four columns, quick mode, on the synthetic set (no official split there: random split)."""
+    """All five columns, quick mode, on the synthetic set (no official split there: random split)."""
     root = tmp_path_factory.mktemp("reproduce")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HPSEARCH_CACHE", str(root / "cache"))
@@ -49,34 +61,47 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> tup
     return root / "out", res
 
 
-def test_quick_run_writes_every_column_and_the_results(quick_run: tuple[Path, object]) -> None:
+def test_quick_run_prints_five_columns_with_their_sizes(quick_run: tuple[Path, object]) -> None:
     out, res = quick_run
     assert res.exit_code == 0, res.output
+    labels = table_row(res.output, "")
+    assert labels == [c.label for c in COLUMNS.values()] and len(labels) == 5
+    assert table_row(res.output, "recipe") == ["baseline", "baseline", "tuned", "tuned", "baseline"]
+    assert table_row(res.output, "model") == ["unet", "cbam_unet", "unet", "cbam_unet", "unet"]
+    assert table_row(res.output, "image size") == ["64²"] * 5
+    # Quick mode shrinks every model by one rule: the wider/deeper U-Net stays wider and deeper.
+    assert table_row(res.output, "base width / depth") == ["8 / 2"] * 4 + ["12 / 3"]
+    assert table_row(res.output, "epochs") == ["2"] * 5
+    split = json.loads((out / "split.json").read_text())
+    assert table_row(res.output, "training images") == [f"{len(split['train'])} (cap 16)"] * 5
+    refs = load_references().report_figures
+    claimed = [f"{refs[k].dice:.2f}" if k in refs else "—" for k in COLUMNS]
+    assert table_row(res.output, "Dice (report's claim ¹)") == claimed and claimed[1] == "—"
+
+
+def test_quick_run_writes_every_column_and_the_results(quick_run: tuple[Path, object]) -> None:
+    out, _ = quick_run
     results = json.loads((out / "results.json").read_text())
-    assert results["kind"] == "quick"
-    assert results["n_seeds"] == 1
-    assert "CPU" in results["hardware"]
-    assert list(results["columns"]) == list(COLUMNS)
+    assert results["kind"] == "quick" and list(results["columns"]) == list(COLUMNS)
     for key, col in results["columns"].items():
-        assert col["iou_mean"] <= col["dice_mean"], key
-        assert 0.0 <= col["iou_mean"] <= 1.0
-        assert col["n_seeds"] == 1 and len(col["runs"]) == 1
-        assert col["dice_sd"] is None  # one seed: no spread over seeds is claimed
-        assert col["hardware"] and col["wall_time_s"] > 0
+        assert col["n_seeds"] == 1 and len(col["runs"]) == 1 and col["dice_sd"] is None
+        assert col["n_kept"] == 0  # a fresh folder: everything trained
         assert (out / key / "worst.png").stat().st_size > 0
         assert (out / key / "seed0" / "curves.png").stat().st_size > 0
+        assert (out / key / "seed0" / "run.json").is_file()
         assert load_config(out / key / "config.yaml").data.image_size == 64
-    # The quick models keep their identity: a CBAM model in column 4, a bigger one in column 2.
     cols = results["columns"]
-    assert cols["cbam"]["model"] == "cbam_unet" and cols["tuned"]["model"] == "unet"
+    assert cols["unet_cbam"]["n_params"] > cols["unet"]["n_params"] == cols["tuned"]["n_params"]
     assert cols["wide_deep"]["n_params"] > cols["unet"]["n_params"]
     md = (out / "results.md").read_text()
-    assert "QUICK RUN: not a result" in md
-    assert "seeded random split" in md  # synthetic stems do not fit kvasir-official
-    assert "| IoU (report's claim) | 0.68 | 0.60 | 0.75 | 0.81 |" in md
-    assert "| Dice (report's claim) | 0.71 | 0.71 | 0.78 | 0.85 |" in md
+    assert "QUICK RUN: not a result" in md and "seeded random split" in md
+    # The split sentences are computed from the split that was used, not written for the official one.
+    split = json.loads((out / "split.json").read_text())
+    n = {k: len(split[k]) for k in ("train", "val", "test")}
+    assert f"on the {n['val']} validation images carved from the {n['train'] + n['val']} non-test" in md
+    assert f"Test set: {n['test']} images" in md and "880" not in md
+    assert load_references().report.source.split(",")[0] in md  # the claims come with their citation
     assert "hpsearch train --config" in md and "hpsearch evaluate --checkpoint" in md
-    assert "IoU (this run)" in res.output
 
 
 def test_quick_run_tests_only_sealed_stems(quick_run: tuple[Path, object]) -> None:
@@ -107,6 +132,98 @@ def test_a_column_reruns_alone_from_its_config(
     assert alone["n"] == col["runs"][0]["n_test"]
 
 
+# ------------------------------------------------------------------------------------------ resuming
+
+
+@pytest.fixture
+def count_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call of ``fit`` (the one training loop) appends the model class it trains."""
+    import hpsearch.training.runner as trainer
+
+    calls: list[str] = []
+    real_fit = trainer.fit
+
+    def counting_fit(model, *args, **kwargs):
+        calls.append(kwargs.get("description", "?"))
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "fit", counting_fit)
+    return calls
+
+
+def test_a_second_run_trains_nothing_and_a_changed_column_reruns(
+    tmp_path: Path, synth_data: Path, count_training: list[str]
+) -> None:
+    cdir = tmp_path / "configs"
+    shutil.copytree(CONFIGS, cdir)
+    kw = dict(columns=["unet", "wide_deep"], quick=True, device="cpu", epochs=1, config_dir=cdir)
+    first = reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == ["unet seed 0", "wide_deep seed 0"]
+    records = {k: tmp_path / "out" / k / "seed0" / "run.json" for k in ("unet", "wide_deep")}
+    stamps = {k: p.stat().st_mtime_ns for k, p in records.items()}
+
+    count_training.clear()
+    again = reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == []  # nothing trained ...
+    assert {k: p.stat().st_mtime_ns for k, p in records.items()} == stamps  # ... or re-tested
+    for key in ("unet", "wide_deep"):
+        assert again["columns"][key]["dice_mean"] == first["columns"][key]["dice_mean"]
+        assert again["columns"][key]["n_kept"] == 1
+
+    # A results folder copied without its checkpoints (as the GPU script copies it back) still resumes.
+    for key in ("unet", "wide_deep"):
+        (tmp_path / "out" / key / "seed0" / "best.pt").unlink()
+    reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == []
+
+    # A changed config re-runs that column only.
+    wide = yaml.safe_load((cdir / "report_wide_deep.yaml").read_text())
+    wide["model"]["kwargs"]["base_width"] = 128
+    (cdir / "report_wide_deep.yaml").write_text(yaml.safe_dump(wide))
+    count_training.clear()
+    changed = reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == ["wide_deep seed 0"]
+    assert changed["columns"]["wide_deep"]["base_width"] == 16 and changed["columns"]["unet"]["n_kept"] == 1
+    # So does a changed option (another epoch cap is another config).
+    count_training.clear()
+    reproduce(synth_data, tmp_path / "out", log=lambda m: None, **{**kw, "columns": ["unet"], "epochs": 2})
+    assert count_training == ["unet seed 0"]
+
+
+def test_an_unfinished_run_is_not_kept(tmp_path: Path, synth_data: Path, count_training: list[str]) -> None:
+    kw = dict(columns=["unet"], quick=True, device="cpu", epochs=1)
+    reproduce(synth_data, tmp_path, log=lambda m: None, **kw)
+    (tmp_path / "unet" / "seed0" / "test" / "per_case.csv").unlink()  # as if it died while testing
+    count_training.clear()
+    reproduce(synth_data, tmp_path, log=lambda m: None, **kw)
+    assert count_training == ["unet seed 0"]
+
+
+def test_a_copied_dataset_resumes_and_a_changed_one_reruns(
+    tmp_path: Path, synth_data: Path, count_training: list[str]
+) -> None:
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    kw = dict(columns=["unet"], quick=True, device="cpu", epochs=1)
+    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    for f in data.rglob("*.png"):  # what a copy to a fresh machine does to the files
+        os.utime(f, (f.stat().st_atime + 1000, f.stat().st_mtime + 1000))
+    count_training.clear()
+    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == []
+    image = sorted((data / "images").glob("*.png"))[0]
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels[: pixels.shape[0] // 2] = 255 - pixels[: pixels.shape[0] // 2]
+    Image.fromarray(pixels).save(image)
+    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    assert count_training == ["unet seed 0"]
+
+
 def test_seeds_change_only_the_training_seed(tmp_path: Path, synth_data: Path) -> None:
     res = invoke(
         "reproduce", "--quick", "--data", synth_data, "--out", tmp_path, "--columns", "unet",
@@ -115,7 +232,7 @@ def test_seeds_change_only_the_training_seed(tmp_path: Path, synth_data: Path) -
     assert res.exit_code == 0, res.output
     col = json.loads((tmp_path / "results.json").read_text())["columns"]["unet"]
     assert [r["seed"] for r in col["runs"]] == [0, 1] and col["n_seeds"] == 2
-    assert col["dice_sd"] is not None and col["iou_mean"] <= col["dice_mean"]
+    assert col["dice_sd"] is not None
     cfgs = [json.loads((tmp_path / "unet" / f"seed{s}" / "metrics.json").read_text()) for s in (0, 1)]
     assert cfgs[0]["manifest"]["split_hash"] == cfgs[1]["manifest"]["split_hash"]
     assert cfgs[0]["config"]["train"]["seed"] == 0 and cfgs[1]["config"]["train"]["seed"] == 1
@@ -125,6 +242,9 @@ def test_seeds_change_only_the_training_seed(tmp_path: Path, synth_data: Path) -
     assert "± " in (tmp_path / "results.md").read_text()
 
 
+# ---------------------------------------------------------------------------------- refusals and checks
+
+
 def test_full_mode_refuses_data_the_split_was_not_made_for(tmp_path: Path, synth_data: Path) -> None:
     res = invoke("reproduce", "--data", synth_data, "--out", tmp_path / "out", "--columns", "unet")
     assert res.exit_code == 2
@@ -132,9 +252,77 @@ def test_full_mode_refuses_data_the_split_was_not_made_for(tmp_path: Path, synth
     assert not (tmp_path / "out" / "unet").exists()
 
 
+def test_the_columns_option_names_every_column() -> None:
+    res = invoke("reproduce", "--help")
+    assert res.exit_code == 0 and all(k in res.output for k in COLUMNS)
+
+
 def test_unknown_column_is_one_line(tmp_path: Path, synth_data: Path) -> None:
-    res = invoke("reproduce", "--quick", "--data", synth_data, "--out", tmp_path, "--columns", "unet,resnet")
-    assert res.exit_code == 2 and "unknown column 'resnet'" in res.output
+    res = invoke("reproduce", "--quick", "--data", synth_data, "--out", tmp_path, "--columns", "unet,cbam")
+    assert res.exit_code == 2 and "unknown column 'cbam'" in res.output
+    assert all(k in res.output for k in COLUMNS)  # the miss lists the valid keys
+
+
+@pytest.mark.parametrize(
+    ("column", "config_file", "field", "value", "pair"),
+    [
+        ("unet_cbam", "report_baseline_cbam.yaml", ("data", "image_size"), 320, ("unet", "unet_cbam")),
+        ("unet_cbam", "report_baseline_cbam.yaml", ("train", "lr"), 3e-4, ("unet", "unet_cbam")),
+        ("tuned", "tuned_unet.yaml", ("model", "kwargs", "base_width"), 32, ("unet", "tuned")),
+        ("tuned", "tuned_unet.yaml", ("data", "max_train_images"), 100, ("unet", "tuned")),
+        ("tuned", "tuned_unet.yaml", ("data", "max_train_images"), 100, ("tuned", "tuned_cbam")),
+        ("tuned_cbam", "tuned_cbam_unet.yaml", ("train", "batch_size"), 8, ("tuned", "tuned_cbam")),
+        ("wide_deep", "report_wide_deep.yaml", ("train", "epochs"), 50, ("unet", "wide_deep")),
+    ],
+)
+def test_columns_that_differ_in_more_than_they_vary_are_refused(
+    tmp_path: Path, synth_data: Path, column: str, config_file: str, field: tuple, value: object, pair: tuple
+) -> None:
+    cdir = tmp_path / "configs"
+    shutil.copytree(CONFIGS, cdir)
+    doc = yaml.safe_load((cdir / config_file).read_text())
+    node = doc
+    for part in field[:-1]:
+        node = node[part]
+    node[field[-1]] = value
+    (cdir / config_file).write_text(yaml.safe_dump(doc))
+    dotted = ".".join(field)
+    with pytest.raises(ConfigError, match=rf"columns '{pair[0]}' and '{pair[1]}'.*{dotted}: "):
+        reproduce(
+            synth_data, tmp_path / "out", columns=list(pair), quick=True, device="cpu", config_dir=cdir,
+            log=lambda m: None,
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_the_refusal_reaches_the_cli_as_one_line(tmp_path: Path, synth_data: Path) -> None:
+    exported = yaml.safe_load((CONFIGS / "tuned_unet.yaml").read_text())
+    exported["data"]["image_size"] = 320
+    (tmp_path / "best.yaml").write_text(yaml.safe_dump(exported))
+    res = invoke(
+        "reproduce", "--quick", "--data", synth_data, "--out", tmp_path / "out", "--device", "cpu",
+        "--columns", "unet,tuned", "--tuned-config", tmp_path / "best.yaml",
+    )  # fmt: skip
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "'unet' and 'tuned'" in res.output and "data.image_size: 256 vs 320" in res.output
+
+
+def test_shipped_configs_vary_one_thing_per_contrast() -> None:
+    cfgs = {k: c for k, (c, _) in load_column_configs(list(COLUMNS)).items()}
+    check_comparable(cfgs)  # any field edited in one config but not its partner makes this raise
+    # Each contrast does vary what it is meant to (else the column would be a copy of its partner).
+    assert cfgs["unet_cbam"].model.name == cfgs["tuned_cbam"].model.name == "cbam_unet"
+    assert cfgs["unet"].train != cfgs["tuned"].train and cfgs["unet_cbam"].train != cfgs["tuned_cbam"].train
+    assert cfgs["wide_deep"].model.kwargs != cfgs["unet"].model.kwargs
+    assert {c.data.split_file for c in cfgs.values()} == {"kvasir-official"}
+
+
+def test_baseline_config_is_the_cited_recipe() -> None:
+    """configs/report_baseline.yaml encodes the recipe that references.yaml cites from the report."""
+    recipe = load_references().baseline_recipe
+    base = load_config(CONFIGS / "report_baseline.yaml")
+    flat = {**base.train.model_dump(), **base.data.model_dump()}
+    assert recipe and {k: flat[k] for k in recipe} == recipe
 
 
 def test_leakage_check_fires_for_a_test_stem_in_train() -> None:
@@ -174,9 +362,9 @@ def test_leakage_check_runs_before_any_training(
 def test_columns_with_different_test_sets_are_refused(synth_data: Path) -> None:
     base = load_config(CONFIGS / "report_baseline.yaml")
     split = {"split_file": None, "val_fraction": 0.2, "test_fraction": 0.2}
-    a = apply_overrides(base, split={**split, "split_seed": 0})
-    b = apply_overrides(base, split={**split, "split_seed": 1})
-    check_same_test_set({"unet": a, "tuned": a}, synth_data)
+    a = column_config(base, split={**split, "split_seed": 0})
+    b = column_config(base, split={**split, "split_seed": 1})
+    assert check_same_test_set({"unet": a, "tuned": a}, synth_data).test
     with pytest.raises(SanityError, match="tuned would be tested on other images"):
         check_same_test_set({"unet": a, "tuned": b}, synth_data)
 
@@ -198,65 +386,116 @@ def test_iou_above_dice_raises() -> None:
         check_iou_le_dice("nan", float("nan"), 0.1)
 
 
-def test_claim_check_bounds() -> None:
-    # Every image at Dice 0.8 gives IoU 0.8 / 1.2; half at 0 and half at 1 gives IoU = Dice = 0.5.
-    ck = claim_check(0.8, 0.8 / 1.2)
-    assert ck["possible"] and ck["position"] == pytest.approx(0.0, abs=1e-9)
-    assert claim_check(0.5, 0.5)["position"] == pytest.approx(1.0)
-    assert not claim_check(0.8, 0.6)["possible"]  # below the Jensen bound
-    assert not claim_check(0.7, 0.75)["possible"]  # IoU above Dice
-    assert all(claim_check(c.claimed_dice, c.claimed_iou)["possible"] for c in COLUMNS.values())
-
-
-def test_shipped_configs_match_the_report() -> None:
-    assert default_config_dir() == CONFIGS
-    cfgs = {k: c for k, (c, _) in load_column_configs(list(COLUMNS)).items()}
-    base = cfgs["unet"]
-    t, d = base.train, base.data
-    assert (t.optimizer, t.lr, t.batch_size, t.loss, t.epochs) == ("adam", 1e-3, 8, "bce", 25)
-    assert (d.augmentation, d.image_size, d.split_file) == ("none", 256, "kvasir-official")
-    wide = cfgs["wide_deep"]
-    assert wide.model.kwargs["base_width"] > 64 and wide.model.kwargs["depth"] > 4
-    assert wide.train == base.train and wide.data == base.data
-    tuned, cbam = cfgs["tuned"], cfgs["cbam"]
-    assert "not yet a study result" in tuned.provenance["source"]
-    assert cbam.model.name == "cbam_unet" and cbam.train == tuned.train and cbam.data == tuned.data
-    assert {c.data.split_file for c in cfgs.values()} == {"kvasir-official"}
-    assert "does not state the sizes" in (CONFIGS / "report_wide_deep.yaml").read_text()
-
-
-def test_tuned_config_replaces_columns_three_and_four(tmp_path: Path) -> None:
+def test_tuned_config_replaces_both_tuned_columns(tmp_path: Path) -> None:
     exported = yaml.safe_load((CONFIGS / "tuned_unet.yaml").read_text())
     exported["train"]["lr"] = 5e-4
     exported["provenance"] = {"study": "lr_batch", "trial": 7, "value": 0.8}
     path = tmp_path / "best.yaml"
     path.write_text(yaml.safe_dump(exported))
-    cfgs = load_column_configs(["tuned", "cbam"], tuned_config=path)
-    assert cfgs["tuned"][0].train.lr == 5e-4 and cfgs["cbam"][0].train.lr == 5e-4
-    assert cfgs["cbam"][0].model.name == "cbam_unet"
+    cfgs = load_column_configs(["unet", "tuned", "tuned_cbam"], tuned_config=path)
+    assert cfgs["tuned"][0].train.lr == 5e-4 and cfgs["tuned_cbam"][0].train.lr == 5e-4
+    assert cfgs["tuned_cbam"][0].model.name == "cbam_unet"
+    assert cfgs["tuned_cbam"][0].provenance["trial"] == 7  # the derived column keeps where it came from
+    check_comparable({k: c for k, (c, _) in cfgs.items()})
     exported["model"]["name"] = "cbam_unet"
     path.write_text(yaml.safe_dump(exported))
-    with pytest.raises(Exception, match="plain U-Net"):
+    with pytest.raises(ConfigError, match="plain U-Net"):
         load_column_configs(["tuned"], tuned_config=path)
 
 
 def test_epoch_cap_shortens_warmup_and_quick_shrinks() -> None:
     tuned = load_config(CONFIGS / "tuned_unet.yaml")
-    capped = apply_overrides(tuned, epochs=2, seed=5, device="cpu")
+    capped = column_config(tuned, epochs=2, seed=5, device="cpu")
     assert (capped.train.epochs, capped.train.warmup_epochs, capped.train.seed) == (2, 1, 5)
-    assert apply_overrides(tuned, epochs=500).train.epochs == 80  # a cap never lengthens a run
+    assert column_config(tuned, epochs=10_000).train.epochs == tuned.train.epochs  # a cap never lengthens
     q = quick_config(load_config(CONFIGS / "report_wide_deep.yaml"), epochs=1)
     assert q.model.kwargs == {"base_width": 12, "depth": 3}
     assert (q.data.image_size, q.data.augmentation) == (64, "none")
     assert (q.train.epochs, q.train.warmup_epochs, q.train.compile) == (1, 0, "off")
     base = load_config(CONFIGS / "report_baseline.yaml")
-    assert quick_config(base, epochs=50).train.epochs == 25  # --epochs in quick mode is a cap too
-    assert parse_columns(["cbam,unet", "unet"]) == ["unet", "cbam"]
+    assert quick_config(base, epochs=10_000).train.epochs == base.train.epochs  # quick --epochs is a cap too
+    assert parse_columns(["tuned_cbam,unet", "unet"]) == ["unet", "tuned_cbam"]
+    assert default_config_dir() == CONFIGS
+
+
+# ---------------------------------------------------------------------------------- reference figures
+
+
+def test_a_reference_figure_without_a_full_citation_is_refused() -> None:
+    from hpsearch.reproduce.references import REFERENCES_FILE, parse_references
+
+    data = yaml.safe_load(REFERENCES_FILE.read_text())
+    parse_references(data)
+    del data["outside"]["reference_unet"]["resolution"]
+    with pytest.raises(ConfigError, match="outside.reference_unet' lacks resolution"):
+        parse_references(data)
+
+
+def _figure_strings() -> set[str]:
+    """Every reference figure as written in references.yaml (e.g. '0.71', '0.834')."""
+    from hpsearch.reproduce.references import REFERENCES_FILE
+
+    data = yaml.safe_load(REFERENCES_FILE.read_text())
+    entries = list(data["report"]["figures"].values()) + list(data["outside"].values())
+    text = REFERENCES_FILE.read_text()
+    found = set()
+    for e in entries:
+        for metric in ("dice", "iou"):
+            for digits in (2, 3):
+                s = f"{e[metric]:.{digits}f}"
+                if f"{metric}: {s}" in text:
+                    found.add(s)
+    return found
+
+
+def test_reference_figures_are_written_only_in_the_data_file() -> None:
+    import re
+
+    figures = _figure_strings()
+    assert {"0.71", "0.85", "0.834"} <= figures
+    files = [*Path(__file__).resolve().parents[1].joinpath("hpsearch", "reproduce").glob("*.py")]
+    files += [*CONFIGS.glob("*.yaml"), Path(__file__).resolve().parents[1] / "hpsearch/cli/reproduce_cmd.py"]
+    for path in files:
+        text = path.read_text()
+        for s in figures:
+            assert not re.search(rf"(?<![\d.]){re.escape(s)}(?!\d)", text), f"{path} spells out {s}"
+
+
+def test_config_pointers_name_existing_reference_entries() -> None:
+    import re
+
+    outside = load_references().outside
+    named = {m for p in CONFIGS.glob("*.yaml") for m in re.findall(r"outside\.(\w+)", p.read_text())}
+    assert named and named <= set(outside)
+
+
+def test_the_claims_doc_table_matches_the_data_file() -> None:
+    """Each row of docs/report-claims.md's pair table: the figures are the data file's, the bounds and
+    positions are right for them."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "report-claims.md").read_text()
+    refs = load_references()
+    figures = {f"report: {f.label}": f for f in refs.report_figures.values()}
+    figures |= {f"outside: {f.label}": f for f in refs.outside.values()}
+    rows = [r for r in doc.splitlines() if r.startswith(("| report:", "| outside:"))]
+    assert len(rows) == len(figures)
+    for row in rows:
+        name, _, dice, iou, lo, hi, pos, span = [c.strip() for c in row.strip("|").split("|")]
+        f = figures[name]
+        assert (float(dice), float(iou)) == (f.dice, f.iou)
+        low = f.dice / (2 - f.dice)
+        assert float(lo) == pytest.approx(low, abs=5e-4) and float(hi) == f.dice
+        assert float(pos) == pytest.approx((f.iou - low) / (f.dice - low), abs=5e-3)
+        corners = []
+        for d in (f.dice - 0.005, f.dice + 0.005):
+            for j in (f.iou - 0.005, f.iou + 0.005):
+                corners.append((j - d / (2 - d)) / (d - d / (2 - d)))
+        a, b = (float(x) for x in span.split("–"))
+        assert (a, b) == (pytest.approx(min(corners), abs=5e-3), pytest.approx(max(corners), abs=5e-3))
 
 
 @pytest.mark.slow
 def test_baseline_column_on_real_kvasir(tmp_path: Path, kvasir_dir: Path) -> None:
-    """Column 1 at full size for 1 epoch on 8 real images, tested on the 120 official test images (CPU)."""
+    """Column 1 at full size for 1 epoch on 8 real images, tested on the official test images (CPU)."""
     res = invoke(
         "reproduce", "--data", kvasir_dir, "--out", tmp_path / "out", "--columns", "unet",
         "--epochs", 1, "--max-train-images", 8, "--device", "cpu",
@@ -264,9 +503,14 @@ def test_baseline_column_on_real_kvasir(tmp_path: Path, kvasir_dir: Path) -> Non
     assert res.exit_code == 0, res.output
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["kind"] == "full" and results["split"]["official"]
-    assert results["split"]["counts"] == {"train": 792, "val": 88, "test": 120}
+    shipped = Path(__file__).resolve().parents[1] / "hpsearch" / "splits" / "kvasir-official"
+    official_test = sorted((shipped / "test.txt").read_text().split())
+    with (tmp_path / "out" / "unet" / "seed0" / "test" / "per_case.csv").open() as fh:
+        assert sorted(row["stem"] for row in csv.DictReader(fh)) == official_test
+    counts = results["split"]["counts"]
+    assert counts["test"] == len(official_test)
+    assert counts["train"] + counts["val"] == len((shipped / "train.txt").read_text().split())
     col = results["columns"]["unet"]
-    assert col["runs"][0]["n_test"] == 120 and col["runs"][0]["n_train"] == 8
-    assert col["n_params"] == 31_037_633
-    assert col["iou_mean"] <= col["dice_mean"] <= 0.9
-    assert (tmp_path / "out" / "unet" / "worst.png").is_file()
+    assert col["runs"][0]["n_train"] == 8 and col["image_size"] == 256 and col["base_width"] == 64
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert f"carved from the {counts['train'] + counts['val']} non-test images" in md

@@ -1,4 +1,4 @@
-"""``hpsearch reproduce``: the report's four-column table on the official split."""
+"""``hpsearch reproduce``: the report's table (five columns) on the official split."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/reproduce"),
     columns: Annotated[
         list[str] | None,
-        typer.Option("--columns", help="some of: unet, wide_deep, tuned, cbam (comma-separated or repeated)"),
+        typer.Option(
+            "--columns",
+            help="some of: unet, unet_cbam, tuned, tuned_cbam, wide_deep (comma-separated or repeated)",
+        ),
     ] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per column (seed s changes train.seed only)")] = 1,
     quick: Annotated[
@@ -34,7 +37,7 @@ def reproduce(
     ] = None,
     tuned_config: Annotated[
         Path | None,
-        typer.Option("--tuned-config", help="`hpsearch export` output for the optimized column (and CBAM)"),
+        typer.Option("--tuned-config", help="`hpsearch export` output for the tuned column (and tuned CBAM)"),
     ] = None,
     config_dir: Annotated[
         Path | None, typer.Option("--config-dir", help="folder with the column configs (default: configs/)")
@@ -43,9 +46,11 @@ def reproduce(
         str | None, typer.Option("--compile", help="torch.compile: auto, on or off (overrides the configs)")
     ] = None,
 ) -> None:
-    """Train the report's columns, test each on the sealed test set, write results.md and results.json."""
-    from hpsearch.reproduce.run import render_markdown
-    from hpsearch.reproduce.run import reproduce as run_reproduce
+    """Train the report's columns, test each on the sealed test set, write results.md and results.json.
+
+    A (column, seed) that finished before with the same config is kept, not trained again."""
+    from hpsearch.reproduce import render_table
+    from hpsearch.reproduce import reproduce as run_reproduce
     from hpsearch.training.runner import resolve_data_dir
 
     ddir = resolve_data_dir(data)
@@ -65,6 +70,5 @@ def reproduce(
             msg, highlight=False, markup=False
         ),
     )
-    table = render_markdown(results).split("## The table (report layout)\n\n", 1)[1].split("\n\n", 1)[0]
-    console.print(table, highlight=False, markup=False)
+    console.print(render_table(results), highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {out / 'results.md'}, {out / 'results.json'} ({results['wall_time_s']:.1f}s)")

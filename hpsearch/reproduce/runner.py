@@ -1,0 +1,495 @@
+"""Run the table: plan the columns (configs, checks, split), train and test each (column, seed) once, keep
+what finished, and write ``results.json`` and ``results.md``.
+
+A finished run leaves ``<out>/<column>/seed<S>/run.json``. When reproduce runs again with the same config,
+the same data files and the same split, that run is kept and not trained again; any change re-runs it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hpsearch.errors import ConfigError, DataError
+from hpsearch.reproduce.columns import (
+    COLUMNS,
+    QUICK_EPOCHS,
+    QUICK_MAX_TRAIN,
+    QUICK_RANDOM_SPLIT,
+    column_config,
+    load_column_configs,
+    parse_columns,
+    quick_config,
+)
+from hpsearch.reproduce.references import load_references
+from hpsearch.reproduce.render import render_markdown
+from hpsearch.reproduce.sanity import (
+    SanityError,
+    check_comparable,
+    check_iou_le_dice,
+    check_no_leakage,
+    check_same_test_set,
+    split_or_reason,
+    warn_if_suspicious,
+)
+from hpsearch.training.config import RunConfig, dump_config
+
+Log = Callable[[str], None]
+RUN_RECORD = "run.json"
+RECORD_VERSION = 1
+
+
+@dataclass
+class Plan:
+    """Everything decided before the first run trains: the columns' configs, the data and the split."""
+
+    data_dir: Path
+    out: Path
+    keys: list[str]
+    cfgs: dict[str, RunConfig]  # as they run (quick mode and options applied), before the per-seed seed
+    loaded: dict[str, tuple[RunConfig, str]]  # as loaded, with the file (or export) each came from
+    pairs: list
+    split: Any
+    split_note: str | None
+    fingerprint: str
+    prepared: dict[str, Any] = field(default_factory=dict)
+
+
+def host_description(device: str | None) -> str:
+    """The training device as ``describe_device`` names it, plus the host."""
+    from hpsearch.training.device import describe_device, resolve_device
+
+    dev = describe_device(resolve_device(device or "auto"))
+    return f"{dev}; host {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
+
+
+def _provenance_note(cfg: RunConfig) -> str:
+    prov = cfg.provenance or {}
+    if "study" in prov and "trial" in prov:
+        metric = prov.get("metric", "metric")
+        value = prov.get("value")
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        return f"study '{prov['study']}', trial {prov['trial']} ({metric} {shown})"
+    if prov.get("source"):
+        return str(prov["source"])
+    return "config file"
+
+
+def _check_options(seeds: int, epochs: int | None, compile_mode: str | None) -> None:
+    if seeds < 1:
+        raise ConfigError(f"--seeds is {seeds}; expected 1 or more")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs is {epochs}; expected 1 or more")
+    if compile_mode not in (None, "auto", "on", "off"):
+        raise ConfigError(f"--compile '{compile_mode}' is not one of: auto, on, off")
+
+
+def _resolve_columns(
+    base: dict[str, tuple[RunConfig, str]],
+    *,
+    quick: bool,
+    device: str | None,
+    epochs: int | None,
+    max_train_images: int | None,
+    compile_mode: str | None,
+) -> dict[str, RunConfig]:
+    """Shrink (quick), then apply the options, column by column."""
+    from hpsearch.training.validate import check_registry_names
+
+    cfgs: dict[str, RunConfig] = {}
+    for key, (cfg, source) in base.items():
+        check_registry_names(cfg, source=source)
+        if quick:
+            cfg = quick_config(
+                cfg, epochs=epochs or QUICK_EPOCHS, max_train_images=max_train_images or QUICK_MAX_TRAIN
+            )
+        cfgs[key] = column_config(
+            cfg, device=device, epochs=epochs, max_train_images=max_train_images, compile_mode=compile_mode
+        )
+    return cfgs
+
+
+def _fit_split(cfgs: dict[str, RunConfig], ddir: Path, pairs: list, *, quick: bool, log: Log) -> str | None:
+    """None when the configs' split fits this data; in quick mode a note and a random split instead."""
+    first = next(iter(cfgs.values()))
+    _, why = split_or_reason(first, ddir, pairs)
+    if not why:
+        return None
+    if not quick:
+        raise DataError(
+            f"{why}. `hpsearch reproduce` measures the report's table on the data its split was made "
+            f"for (Kvasir-SEG for '{first.data.split_file}'); use --quick to exercise the pipeline on "
+            "other data"
+        )
+    note = (
+        f"the data folder does not fit the configs' split '{first.data.split_file}' "
+        f"({why.split(': ', 1)[0]}); quick mode "
+        f"used a seeded random split instead (val_fraction {QUICK_RANDOM_SPLIT['val_fraction']}, "
+        f"test_fraction {QUICK_RANDOM_SPLIT['test_fraction']}, seed {QUICK_RANDOM_SPLIT['split_seed']})"
+    )
+    log(f"note: {note}")
+    for key, cfg in cfgs.items():
+        cfgs[key] = column_config(cfg, split=QUICK_RANDOM_SPLIT)
+    return note
+
+
+def plan_columns(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    quick: bool = False,
+    device: str | None = None,
+    epochs: int | None = None,
+    max_train_images: int | None = None,
+    config_dir: str | Path | None = None,
+    tuned_config: str | Path | None = None,
+    compile_mode: str | None = None,
+    log: Log = print,
+) -> Plan:
+    """Load, check and resolve every column's config and split the data, before anything trains."""
+    from hpsearch.data.check import verify_dataset
+    from hpsearch.training.device import resolve_device
+
+    ddir = Path(data_dir).expanduser().resolve()
+    keys = parse_columns(columns)
+    resolve_device(device or "auto")  # fail early on an unavailable device
+    base = load_column_configs(
+        keys,
+        config_dir=Path(config_dir) if config_dir else None,
+        tuned_config=Path(tuned_config) if tuned_config else None,
+    )
+    check_comparable({k: c for k, (c, _) in base.items()}, {k: s for k, (_, s) in base.items()})
+    cfgs = _resolve_columns(
+        base, quick=quick, device=device, epochs=epochs, max_train_images=max_train_images,
+        compile_mode=compile_mode,
+    )  # fmt: skip
+    pairs = verify_dataset(ddir)
+    note = _fit_split(cfgs, ddir, pairs, quick=quick, log=log)
+    split = check_same_test_set(cfgs, ddir, pairs)
+    check_comparable(cfgs)  # a backstop: quick mode and the options change every column alike
+    for cfg in cfgs.values():
+        cap = cfg.data.max_train_images
+        check_no_leakage(split, list(split.train)[:cap] if cap else None)
+    return Plan(ddir, Path(out_dir), keys, cfgs, base, pairs, split, note, data_identity(pairs))
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+def data_identity(pairs: Sequence[Any]) -> str:
+    """sha256 over every pair's stem, file names and sizes.
+
+    Unlike the cache's fingerprint it leaves out modification times: a dataset copied to a fresh machine
+    (as each GPU session is) gets new mtimes, and that must not retrain runs that already finished on it.
+    """
+    h = hashlib.sha256()
+    for pair in pairs:
+        h.update(pair.stem.encode())
+        for path in (pair.image, pair.mask):
+            h.update(f"\0{path.name}\0{path.stat().st_size}".encode())
+    return h.hexdigest()
+
+
+def run_identity(cfg: RunConfig, plan: Plan) -> dict[str, Any]:
+    """What a kept run must match: the exact config, the data files and the split."""
+    return {
+        "version": RECORD_VERSION,
+        "config": cfg.model_dump(mode="json"),
+        "data": plan.fingerprint,
+        "split_hash": plan.split.hash,
+    }
+
+
+def _evaluated_stems(per_case_csv: Path) -> list[str]:
+    with per_case_csv.open(newline="") as fh:
+        return [row["stem"] for row in csv.DictReader(fh)]
+
+
+def load_finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished run in ``run_dir`` made with ``identity``, else None.
+
+    The checkpoint is not required: a run is its record and its test outputs, so a results folder copied
+    back without the (large) ``best.pt`` files still resumes.
+    """
+    try:
+        record = json.loads((run_dir / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("identity") != identity:
+        return None
+    if not (run_dir / "test" / "per_case.csv").is_file():
+        return None
+    return record
+
+
+def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Atomically: a run is finished only once its whole record is on disk."""
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{RUN_RECORD}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2)
+        os.replace(tmp, run_dir / RUN_RECORD)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _prepared(cfg: RunConfig, plan: Plan, progress: bool | None) -> Any:
+    import hpsearch.training.runner as trainer
+
+    key = cfg.data.prepared_key()
+    if key not in plan.prepared:
+        plan.prepared[key] = trainer.prepare_data(cfg.data, plan.data_dir, progress=progress)
+    return plan.prepared[key]
+
+
+def train_and_test(
+    cfg: RunConfig, run_dir: Path, plan: Plan, *, label: str, progress: bool | None, log: Log
+) -> dict[str, Any]:
+    """Train one (column, seed), test its best checkpoint once on the sealed test set, return the record."""
+    import hpsearch.training.runner as trainer
+    from hpsearch.training.device import release_memory, resolve_device
+    from hpsearch.training.evaluate import evaluate_checkpoint
+
+    data = _prepared(cfg, plan, progress)
+    cap = cfg.data.max_train_images
+    check_no_leakage(data.split, list(data.split.train)[:cap] if cap else None)  # what actually trains
+    if data.split.test != plan.split.test:
+        raise SanityError(f"{label}: split into a different test set than the one checked before training")
+    log(f"[{label}] training {cfg.model.name} {dict(cfg.model.kwargs)} for {cfg.train.epochs} epoch(s)")
+    t0 = time.perf_counter()
+    outcome = trainer.train_from_config(cfg, out_dir=run_dir, data=data, progress=progress, description=label)
+    train_wall = time.perf_counter() - t0
+    r = outcome.result
+    if r.checkpoint_path is None:
+        raise SanityError(f"{label}: training wrote no checkpoint (no finite validation Dice)")
+    t1 = time.perf_counter()
+    m = evaluate_checkpoint(
+        r.checkpoint_path, plan.data_dir, out_dir=run_dir / "test", split="test", device=cfg.train.device, k=4
+    )
+    record = {
+        "identity": run_identity(cfg, plan),
+        "seed": cfg.train.seed,
+        "dice": m["dice_mean"],
+        "iou": m["iou_mean"],
+        "dice_sd_images": m["dice_sd"],
+        "iou_sd_images": m["iou_sd"],
+        "micro_dice": m["micro_dice"],
+        "n_test": m["n"],
+        "best_epoch": r.best_epoch,
+        "epochs_run": r.epochs_run,
+        "best_val_dice": r.best_dice,
+        "best_val_iou": r.best_iou,
+        "train_wall_s": train_wall,
+        "fit_wall_s": r.wall_time_s,
+        "eval_wall_s": time.perf_counter() - t1,
+        "train_img_per_s": r.train_img_per_s,
+        "device": r.device,
+        "peak_memory_mb": r.peak_memory_mb,
+        "n_params": outcome.manifest.get("n_params"),
+        "n_train": outcome.manifest.get("n_train"),
+        "n_val": outcome.manifest.get("n_val"),
+        "resolved_config": outcome.config.model_dump(mode="json"),
+    }
+    del outcome
+    release_memory(resolve_device(cfg.train.device))
+    return record
+
+
+def run_once(
+    cfg: RunConfig, run_dir: Path, plan: Plan, *, label: str, progress: bool | None, log: Log
+) -> tuple[dict[str, Any], bool]:
+    """One (column, seed): the kept record when it finished before with this identity, else a new run.
+
+    Returns the record and whether it was kept. Every record is checked the same way either way.
+    """
+    record = load_finished(run_dir, run_identity(cfg, plan))
+    kept = record is not None
+    if record is None:
+        # A stale record must not outlive the outputs it describes if this run dies half-way.
+        (run_dir / RUN_RECORD).unlink(missing_ok=True)
+        record = train_and_test(cfg, run_dir, plan, label=label, progress=progress, log=log)
+    stems = _evaluated_stems(run_dir / "test" / "per_case.csv")
+    if sorted(stems) != sorted(plan.split.test):
+        raise SanityError(f"{label}: the evaluated stems are not exactly the split's test stems")
+    check_iou_le_dice(label, record["dice"], record["iou"])
+    if not kept:
+        _write_record(run_dir, record)
+    verb = "kept (finished before with this config)" if kept else "test"
+    log(
+        f"[{label}] {verb}: Dice {record['dice']:.4f} IoU {record['iou']:.4f} "
+        f"(best val epoch {record['best_epoch']}/{record['epochs_run']}, "
+        f"{record['train_wall_s']:.1f}s train, {record['eval_wall_s']:.1f}s test)"
+    )
+    return record, kept
+
+
+# ------------------------------------------------------------------------------------------ a column
+
+
+def _sd(values: Sequence[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def _column_result(key: str, plan: Plan, runs: list[dict[str, Any]], cdir: Path) -> dict[str, Any]:
+    cfg0 = plan.cfgs[key]
+    dice = [r["dice"] for r in runs]
+    iou = [r["iou"] for r in runs]
+    res = {
+        "label": COLUMNS[key].label,
+        "recipe": COLUMNS[key].recipe,
+        "config": plan.loaded[key][1],
+        "provenance": _provenance_note(plan.loaded[key][0]),
+        "model": cfg0.model.name,
+        "model_kwargs": dict(cfg0.model.kwargs),
+        "image_size": cfg0.data.image_size,
+        "base_width": cfg0.model.kwargs.get("base_width"),
+        "depth": cfg0.model.kwargs.get("depth"),
+        "epochs": cfg0.train.epochs,
+        "max_train_images": cfg0.data.max_train_images,
+        "n_train": runs[0]["n_train"],
+        "n_params": runs[0]["n_params"],
+        "n_seeds": len(runs),
+        "n_kept": sum(1 for r in runs if r["kept"]),
+        "dice_mean": statistics.fmean(dice),
+        "dice_sd": _sd(dice),
+        "iou_mean": statistics.fmean(iou),
+        "iou_sd": _sd(iou),
+        "wall_time_s": sum(r["train_wall_s"] + r["eval_wall_s"] for r in runs),
+        "hardware": sorted({r["device"] for r in runs}),
+        "worst": str(cdir / "worst.png"),
+        "resolved_config": str(cdir / "config.yaml"),
+        "runs": runs,
+    }
+    check_iou_le_dice(key, res["dice_mean"], res["iou_mean"])
+    return res
+
+
+def run_column(
+    key: str, plan: Plan, *, seeds: int, progress: bool | None, log: Log, warnings: list[str]
+) -> dict[str, Any]:
+    """Every seed of one column (kept or run), its worst.png and config.yaml, and its summary."""
+    cdir = plan.out / key
+    cdir.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    for s in range(seeds):
+        cfg = column_config(plan.cfgs[key], seed=plan.cfgs[key].train.seed + s)
+        run_dir = cdir / f"seed{cfg.train.seed}"
+        label = f"{key} seed {cfg.train.seed}"
+        record, kept = run_once(cfg, run_dir, plan, label=label, progress=progress, log=log)
+        if s == 0:
+            dump_config(RunConfig.model_validate(record["resolved_config"]), cdir / "config.yaml")
+        msg = warn_if_suspicious(label, record["dice"], log=log)
+        if msg:
+            warnings.append(msg)
+        run = {k: v for k, v in record.items() if k not in ("identity", "resolved_config")}
+        run.update(
+            kept=kept,
+            dir=str(run_dir),
+            curves=str(run_dir / "curves.png"),
+            worst=str(run_dir / "test" / "worst.png"),
+        )
+        runs.append(run)
+    worst = Path(runs[0]["worst"])
+    if worst.is_file():
+        shutil.copyfile(worst, cdir / "worst.png")
+    return _column_result(key, plan, runs, cdir)
+
+
+# ------------------------------------------------------------------------------------------ the table
+
+
+def _split_info(plan: Plan) -> dict[str, Any]:
+    split = plan.split
+    return {
+        "source": split.source,
+        "hash": split.hash,
+        "counts": split.counts(),
+        "official": plan.split_note is None,
+        "note": plan.split_note,
+    }
+
+
+def _reference_info(keys: Sequence[str]) -> dict[str, Any]:
+    """The report's figures for the columns that ran, with their citation (from references.yaml)."""
+    refs = load_references()
+    return {
+        "citation": asdict(refs.report),
+        "figures": {
+            k: {"label": f.label, "dice": f.dice, "iou": f.iou}
+            for k, f in refs.report_figures.items()
+            if k in keys
+        },
+    }
+
+
+def reproduce(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    seeds: int = 1,
+    quick: bool = False,
+    device: str | None = None,
+    epochs: int | None = None,
+    max_train_images: int | None = None,
+    config_dir: str | Path | None = None,
+    tuned_config: str | Path | None = None,
+    compile_mode: str | None = None,
+    progress: bool | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Train and test every column for ``seeds`` seeds (keeping finished runs); write results.json and
+    results.md; return the results."""
+    from hpsearch.data.splits import save_split
+
+    _check_options(seeds, epochs, compile_mode)
+    t_all = time.perf_counter()
+    plan = plan_columns(
+        data_dir, out_dir, columns=columns, quick=quick, device=device, epochs=epochs,
+        max_train_images=max_train_images, config_dir=config_dir, tuned_config=tuned_config,
+        compile_mode=compile_mode, log=log,
+    )  # fmt: skip
+    plan.out.mkdir(parents=True, exist_ok=True)
+    save_split(plan.split, plan.out / "split.json")
+    warnings: list[str] = []
+    col_results = {
+        k: run_column(k, plan, seeds=seeds, progress=progress, log=log, warnings=warnings) for k in plan.keys
+    }
+    counts = plan.split.counts()
+    results: dict[str, Any] = {
+        "kind": "quick" if quick else "full",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data_dir": str(plan.data_dir),
+        "n_seeds": seeds,
+        "hardware": host_description(device),
+        "epochs_cap": epochs,
+        "max_train_images": max_train_images or (QUICK_MAX_TRAIN if quick else None),
+        "split": _split_info(plan),
+        "metric": "per-image Dice and IoU at threshold 0.5, original mask resolution, mean over test images",
+        "selection": (
+            f"best epoch by validation Dice on the {counts['val']} validation images carved from the "
+            f"{counts['train'] + counts['val']} non-test images; the {counts['test']} test images are read "
+            "once per run, after training"
+        ),
+        "columns": col_results,
+        "reference": _reference_info(plan.keys),
+        "warnings": warnings,
+        "wall_time_s": time.perf_counter() - t_all,
+    }
+    (plan.out / "results.json").write_text(json.dumps(results, indent=2))
+    (plan.out / "results.md").write_text(render_markdown(results, out_dir=plan.out))
+    return results
