@@ -52,7 +52,7 @@ def test_matches_numpy_reference(seed: int) -> None:
 def test_iou_dice_relation() -> None:
     logits, target = random_batch(3, n=8)
     dice, iou = dice_iou_per_image(logits, target)
-    # The exact identity IoU = D / (2 - D) (which implies IoU <= Dice), on images scoring strictly inside (0, 1).
+    # The exact identity IoU = D / (2 - D) (so IoU <= Dice), on images scoring strictly inside (0, 1).
     assert ((dice > 0) & (dice < 1)).sum() >= 4
     torch.testing.assert_close(iou, dice / (2 - dice))
 
