@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Iterator
 
@@ -42,6 +43,7 @@ def describe_device(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+@functools.cache
 def mps_bf16_available() -> bool:
     """Whether this torch build can autocast to bfloat16 on Apple MPS (torch >= 2.5 on macOS >= 14)."""
     if not torch.backends.mps.is_available():
