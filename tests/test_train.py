@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,11 @@ import torch
 
 from hpsearch.errors import ConfigError, NonFiniteLossError
 from hpsearch.models import create_model
-from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
-from hpsearch.training.evaluate import load_checkpoint
+from hpsearch.training.checkpoint import load_checkpoint
+from hpsearch.training.config import WARMUP_SCHEDULES, DataConfig, RunConfig, TrainConfig, parse_run_config
 from hpsearch.training.fit import fit
-from hpsearch.training.optim import OPTIMIZERS, create_optimizer, create_schedule
-from hpsearch.training.runner import build_loaders, prepare_data, train_from_config
+from hpsearch.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_schedule
+from hpsearch.training.runner import build_loaders, prepare_data, resolve_data_dir, train_from_config
 
 TINY = {"base_width": 8, "depth": 2}
 
@@ -53,6 +54,9 @@ def test_tiny_models_learn_on_synthetic_data(synth64: Path, tmp_path: Path, mode
 def test_checkpoint_rebuilds_model_on_its_own(synth_data: Path, tmp_path: Path) -> None:
     cfg = tiny_cfg(epochs=1)
     out = train_from_config(cfg, data_dir=synth_data, out_dir=tmp_path, progress=False)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {k: metrics[k] for k in out.result.summary()} == json.loads(json.dumps(out.result.summary()))
+    assert metrics["config"]["data"]["path"] == str(synth_data.resolve())
     model, cfg_back, ckpt = load_checkpoint(tmp_path / "best.pt")
     assert cfg_back.train == cfg.train and ckpt["model_name"] == "unet" and ckpt["epoch"] == 1
     assert ckpt["manifest"]["split_hash"] and ckpt["manifest"]["versions"]["torch"] == torch.__version__
@@ -68,20 +72,22 @@ def test_callbacks_see_every_epoch_and_can_stop(synth_data: Path) -> None:
     cfg = tiny_cfg(epochs=5)
     data = prepare_data(cfg.data, synth_data)
     train, val = build_loaders(cfg, data, torch.device("cpu"))
-    seen: list[tuple[int, float]] = []
+    seen: list[tuple[int, dict[str, float]]] = []
 
     class Stop(Exception):
         pass
 
     def cb(epoch: int, m: dict[str, float]) -> None:
-        seen.append((epoch, m["val_dice"]))
+        seen.append((epoch, m))
         if epoch == 2:
             raise Stop
 
     with pytest.raises(Stop):
         fit(create_model("unet", **TINY), train, val, config=cfg.train, callbacks=[cb], progress=False)
     assert [e for e, _ in seen] == [1, 2]
-    assert all(0.0 <= d <= 1.0 for _, d in seen)
+    # Each callback gets that epoch's full history row (what a pruning callback reports from).
+    assert [m["epoch"] for _, m in seen] == [1.0, 2.0]
+    assert {"train_loss", "val_loss", "val_dice", "val_iou", "lr"} <= set(seen[0][1])
 
 
 def test_non_finite_loss_raises_typed_error(synth_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,6 +163,7 @@ def test_uint8_batches_normalised_in_fit_train_like_float_batches(synth_data: Pa
     data = prepare_data(cfg.data, synth_data)
     histories = []
     for uint8 in (False, True):
+
         def loader(images, masks, shuffle: bool, uint8: bool = uint8) -> DataLoader:
             ds = SegmentationArrays(images, masks, uint8_images=uint8)
             gen = torch.Generator().manual_seed(0)
@@ -186,3 +193,68 @@ def test_uint8_images_refuse_custom_normalisation() -> None:
     imgs, masks = np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8), np.uint8)
     with pytest.raises(DataError, match="MEAN/STD"):
         SegmentationArrays(imgs, masks, mean=(0.5, 0.5, 0.5), uint8_images=True)
+
+
+@pytest.mark.parametrize("scheduler", ["none", "plateau"])
+def test_a_warmup_the_schedule_ignores_is_a_config_error(scheduler: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_run_config(
+            {"train": {"epochs": 5, "warmup_epochs": 2, "scheduler": scheduler}}, source="run.yaml"
+        )
+    msg = str(err.value)
+    assert "run.yaml" in msg and "warmup_epochs=2" in msg and f"scheduler '{scheduler}'" in msg
+    assert "set train.scheduler to cosine, or train.warmup_epochs to 0" in msg
+    assert parse_run_config({"train": {"epochs": 5, "warmup_epochs": 2, "scheduler": "cosine"}})
+
+
+def _lr_trace(name: str, warmup: int) -> list[float]:
+    p = torch.nn.Parameter(torch.ones(1))
+    # model_copy skips validation: this measures what each schedule does with a warm-up, allowed or not.
+    cfg = TrainConfig(lr=1.0, epochs=4, scheduler=name).model_copy(update={"warmup_epochs": warmup})
+    opt = create_optimizer([p], cfg)
+    sched = create_schedule(opt, cfg, steps_per_epoch=2)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(8):
+        sched.step_batch()
+        lrs.append(opt.param_groups[0]["lr"])
+    sched.step_epoch(0.5)
+    return lrs
+
+
+@pytest.mark.parametrize("name", SCHEDULERS.names())
+def test_warmup_schedules_list_matches_what_each_schedule_does(name: str) -> None:
+    """WARMUP_SCHEDULES (used by validation) names exactly the schedules whose LR a warm-up changes."""
+    uses_warmup = _lr_trace(name, 1) != _lr_trace(name, 0)
+    assert uses_warmup == (name in WARMUP_SCHEDULES)
+
+
+def test_resolve_data_dir_takes_explicit_values_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPSEARCH_DATA", str(tmp_path / "from-env"))
+    with pytest.raises(ConfigError, match="no dataset given: pass --data DIR or set HPSEARCH_DATA"):
+        resolve_data_dir(None)
+    cfg = DataConfig(path=str(tmp_path / "from-config"))
+    assert resolve_data_dir(None, env_value=tmp_path / "env") == tmp_path / "env"
+    assert resolve_data_dir(None, cfg, env_value=tmp_path / "env") == tmp_path / "from-config"
+    assert resolve_data_dir(tmp_path / "cli", cfg, env_value=tmp_path / "env") == tmp_path / "cli"
+
+
+@pytest.mark.parametrize(
+    ("device", "amp", "mps_amp", "mps_bf16", "dtype", "noted"),
+    [
+        ("cuda", True, False, False, torch.bfloat16, False),
+        ("cuda", False, False, False, None, False),
+        ("cpu", True, True, True, None, False),
+        ("mps", True, False, True, None, False),  # MPS autocasts only when asked
+        ("mps", True, True, True, torch.bfloat16, False),
+        ("mps", True, True, False, None, True),  # no bf16 there: float32 and a note, never fp16
+    ],
+)
+def test_autocast_dtype_never_picks_fp16(
+    device: str, amp: bool, mps_amp: bool, mps_bf16: bool, dtype: torch.dtype | None, noted: bool
+) -> None:
+    from hpsearch.training.device import autocast_dtype
+
+    got, note = autocast_dtype(device, amp=amp, mps_amp=mps_amp, mps_bf16=mps_bf16)
+    assert got == dtype and (note is not None) == noted
+    if note:
+        assert "mps_amp" in note and "float32" in note and "\n" not in note

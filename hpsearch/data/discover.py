@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hpsearch.data.io import IMAGE_EXTENSIONS
@@ -25,12 +25,6 @@ class Pair:
     stem: str
     image: Path
     mask: Path
-
-
-@dataclass
-class _Scan:
-    pairs: list[Pair] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
 
 
 def _name_some(items: list[str]) -> str:

@@ -1,12 +1,15 @@
-"""Segmentation models: the U-Net, its CBAM variant and the ``MODELS`` / ``ATTENTIONS`` registries."""
+"""Segmentation models: ``create_model(name, **kwargs)`` builds a registered model (U-Net, CBAM U-Net) that
+returns logits, never probabilities; attention modules come from ``create_attention`` by name."""
 
 from hpsearch.models.attention import (
     ATTENTIONS,
     CBAM,
     ChannelAttention,
+    FusedCBAM,
     SpatialAttention,
     attention_names,
     create_attention,
+    set_cbam_fused,
 )
 from hpsearch.models.blocks import ConvBlock, UpBlock
 from hpsearch.models.unet import MODELS, UNet, cbam_unet, create_model, model_names, unet
@@ -17,6 +20,7 @@ __all__ = [
     "MODELS",
     "ChannelAttention",
     "ConvBlock",
+    "FusedCBAM",
     "SpatialAttention",
     "UNet",
     "UpBlock",
@@ -25,5 +29,6 @@ __all__ = [
     "create_attention",
     "create_model",
     "model_names",
+    "set_cbam_fused",
     "unet",
 ]

@@ -8,7 +8,6 @@ checked against this plain implementation on the same inputs.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from numbers import Integral
 from typing import Any
@@ -254,11 +253,6 @@ def set_cbam_fused(model: nn.Module, fused: bool) -> nn.Module:
     return model
 
 
-def _accepted_kwargs(factory: Callable[..., object]) -> list[str]:
-    params = inspect.signature(factory).parameters.values()
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
 def attention_names() -> list[str]:
     """Registered attention names, sorted."""
     return ATTENTIONS.names()
@@ -269,12 +263,4 @@ def create_attention(name: str, channels: int, **kwargs: object) -> nn.Module:
 
     Unknown names and unknown or invalid options raise ``ConfigError`` naming the valid choices.
     """
-    factory = ATTENTIONS.get(name)
-    valid = [k for k in _accepted_kwargs(factory) if k != "channels"]
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        listed = ", ".join(valid)
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for attention '{name}'; valid options: {listed}"
-        )
-    return factory(channels, **kwargs)
+    return ATTENTIONS.create(name, channels, **kwargs)

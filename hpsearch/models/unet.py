@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hpsearch.errors import ConfigError
-from hpsearch.models.attention import ATTENTIONS, _accepted_kwargs, _check_int, create_attention
+from hpsearch.models.attention import ATTENTIONS, _check_int
 from hpsearch.models.blocks import ConvBlock, UpBlock
 from hpsearch.registry import Registry
 
@@ -42,14 +42,16 @@ class UNet(nn.Module):
         depth = _check_int("depth", depth, 1)
         if not isinstance(attention_decoder, bool):
             raise ConfigError(f"attention_decoder must be true or false, got {attention_decoder!r}")
-        if attention is not None:
-            ATTENTIONS.get(attention)  # raises ConfigError listing the valid names
-        elif attention_decoder:
+        if attention is None and attention_decoder:
             raise ConfigError("attention_decoder=True needs an attention type (e.g. attention='cbam')")
-        attn_kwargs = {"reduction": reduction, "min_hidden": min_hidden}
+        # The registry entry itself, not ``create_attention``: its options are fixed here, and the caller's
+        # own error wrapping (``create_model``) already names the model's valid options.
+        make_attention = ATTENTIONS.get(attention) if attention is not None else None  # a miss lists names
 
         def attn(channels: int) -> nn.Module:
-            return create_attention(attention, channels, **attn_kwargs) if attention else nn.Identity()
+            if make_attention is None:
+                return nn.Identity()
+            return make_attention(channels, reduction=reduction, min_hidden=min_hidden)
 
         widths = [base_width * 2**i for i in range(depth + 1)]
         self.in_channels = in_channels
@@ -133,19 +135,4 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     An unknown name raises ``ConfigError`` listing the registered models; an unknown option or an invalid
     value raises ``ConfigError`` naming the option and the valid ones.
     """
-    factory = MODELS.get(name)
-    valid = _accepted_kwargs(factory)
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for model '{name}'; valid options: {', '.join(valid)}"
-        )
-    try:
-        return factory(**kwargs)
-    except ConfigError as exc:
-        raise ConfigError(f"model '{name}': {exc}; valid options: {', '.join(valid)}") from None
-    except TypeError as exc:
-        # Registered factories that are not introspectable still fail here with a readable message.
-        raise ConfigError(
-            f"invalid options for model '{name}': {exc}; valid options: {', '.join(valid)}"
-        ) from exc
+    return MODELS.create(name, **kwargs)

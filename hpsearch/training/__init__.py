@@ -1,1 +1,59 @@
-"""placeholder"""
+"""Training: run configs and their one resolver, losses, metrics, optimisers, ``fit`` (the only training loop;
+never imports optuna), checkpoints, evaluation at the original mask resolution, and device choice."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names load on first use, so importing the package (e.g. from the CLI) does not import torch. The loop is
+# ``hpsearch.training.fit.fit``: a package attribute ``fit`` would clash with the submodule of that name.
+_EXPORTS = {
+    "DataConfig": "config",
+    "ModelConfig": "config",
+    "RunConfig": "config",
+    "TrainConfig": "config",
+    "dump_config": "config",
+    "load_config": "config",
+    "parse_run_config": "config",
+    "resolve_run_config": "config",
+    "BestEpoch": "fit",
+    "Callback": "fit",
+    "FitResult": "fit",
+    "evaluate_loader": "fit",
+    "CHECKPOINT_FORMAT": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "CaseResult": "evaluate",
+    "evaluate_checkpoint": "evaluate",
+    "select_stems": "evaluate",
+    "DATA_ENV": "runner",
+    "PreparedData": "runner",
+    "TrainOutcome": "runner",
+    "build_loaders": "runner",
+    "prepare_data": "runner",
+    "resolve_data_dir": "runner",
+    "train_from_config": "runner",
+    "LOSSES": "losses",
+    "create_loss": "losses",
+    "loss_names": "losses",
+    "SegMetrics": "metrics",
+    "dice_iou_per_image": "metrics",
+    "micro_dice": "metrics",
+    "resize_logits_to": "metrics",
+    "OPTIMIZERS": "optim",
+    "SCHEDULERS": "optim",
+    "create_optimizer": "optim",
+    "create_schedule": "optim",
+    "autocast": "device",
+    "autocast_dtype": "device",
+    "resolve_device": "device",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"hpsearch.training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'hpsearch.training' has no attribute '{name}'")

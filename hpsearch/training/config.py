@@ -62,6 +62,14 @@ class ModelConfig(StrictModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+# Schedules that read ``warmup_epochs`` (see ``optim.SCHEDULERS``); a warm-up given to any other schedule
+# would be stored with the trial while doing nothing. ``tests/test_train.py`` checks this list against the
+# registry by stepping each schedule.
+WARMUP_SCHEDULES = ("cosine",)
+
+Monitor = Literal["val_dice", "val_iou"]
+
+
 class TrainConfig(StrictModel):
     """Optimisation settings for ``fit``."""
 
@@ -73,7 +81,9 @@ class TrainConfig(StrictModel):
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     scheduler: str = "none"
-    warmup_epochs: int = Field(default=0, ge=0)
+    warmup_epochs: int = Field(
+        default=0, ge=0, description="linear warm-up; only the cosine schedule has one"
+    )
     plateau_patience: int = Field(default=5, ge=0)
     plateau_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
     loss: str = "bce"
@@ -81,7 +91,12 @@ class TrainConfig(StrictModel):
     grad_clip: float | None = Field(default=None, gt=0.0)
     device: str = "auto"
     amp: bool = Field(default=True, description="bf16 autocast on CUDA; on MPS only with mps_amp")
-    mps_amp: bool = False
+    mps_amp: bool = Field(
+        default=False, description="bf16 autocast on Apple MPS where torch supports it there (else float32)"
+    )
+    monitor: Monitor = Field(
+        default="val_dice", description="validation metric that picks the best epoch and the kept checkpoint"
+    )
     channels_last: bool = True
     compile: Literal["auto", "on", "off"] = "auto"
     seed: int = 0
@@ -98,8 +113,16 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_warmup(self) -> TrainConfig:
-        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+        if self.warmup_epochs == 0:
+            return self
+        if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
+        if self.scheduler not in WARMUP_SCHEDULES:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs} has no effect with scheduler '{self.scheduler}' (only "
+                f"{', '.join(WARMUP_SCHEDULES)} warms up); set train.scheduler to "
+                f"{' or '.join(WARMUP_SCHEDULES)}, or train.warmup_epochs to 0"
+            )
         return self
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -41,13 +43,55 @@ def describe_device(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+@functools.cache
+def mps_bf16_available() -> bool:
+    """Whether this torch build can autocast to bfloat16 on Apple MPS (torch >= 2.5 on macOS >= 14)."""
+    if not torch.backends.mps.is_available():
+        return False
+    try:
+        from torch.amp.autocast_mode import is_autocast_available
+    except ImportError:  # older torch: no MPS autocast either
+        return False
+    if not is_autocast_available("mps"):
+        return False
+    newer = getattr(torch.backends.mps, "is_macos_or_newer", None)
+    return bool(newer(14, 0)) if newer is not None else False
+
+
+def autocast_dtype(
+    device_type: str, *, amp: bool, mps_amp: bool = False, mps_bf16: bool = False
+) -> tuple[torch.dtype | None, str | None]:
+    """The autocast dtype for a device (``None``: run float32) and a note for the user, if any.
+
+    CUDA uses bf16 when ``amp``. MPS autocasts only when ``mps_amp`` is asked for, and then only to bf16
+    (``mps_bf16``: supported by this torch/macOS): fp16 without a gradient scaler lets small gradients
+    underflow to zero, so where bf16 is missing the run stays float32 and the note says so. CPUs run float32.
+    """
+    if device_type == "cuda" and amp:
+        return torch.bfloat16, None
+    if device_type == "mps" and mps_amp:
+        if mps_bf16:
+            return torch.bfloat16, None
+        return None, (
+            "mps_amp: this torch/macOS has no bf16 autocast on MPS and fp16 without loss scaling can "
+            "underflow gradients; training in float32 (upgrade to torch >= 2.5 on macOS 14+ for bf16)"
+        )
+    return None, None
+
+
+_noted: set[str] = set()
+
+
 def autocast(device: torch.device, *, amp: bool, mps_amp: bool = False) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``amp``; MPS stays float32 unless ``mps_amp``; CPU runs float32."""
-    if device.type == "cuda" and amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "mps" and mps_amp:
-        return torch.autocast("mps", dtype=torch.float16)
-    return contextlib.nullcontext()
+    """bf16 autocast on CUDA when ``amp``; on MPS only with ``mps_amp`` and bf16 support; CPU runs float32."""
+    mps_bf16 = device.type == "mps" and mps_amp and mps_bf16_available()
+    dtype, note = autocast_dtype(device.type, amp=amp, mps_amp=mps_amp, mps_bf16=mps_bf16)
+    if note and note not in _noted:  # once per process, not once per batch
+        _noted.add(note)
+        print(note, file=sys.stderr)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def reset_peak_memory(device: torch.device) -> None:

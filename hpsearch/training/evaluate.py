@@ -2,14 +2,15 @@
 
 The model sees the image resized exactly as in training; its logits are upsampled (bilinear) to the
 original mask size before thresholding, which is the convention the polyp-segmentation literature reports.
+Scores come from ``training.metrics`` (the code validation uses), one image at a time at its own size.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,36 +22,17 @@ from hpsearch.data.check import verify_dataset
 from hpsearch.data.dataset import normalize
 from hpsearch.data.discover import Pair
 from hpsearch.data.io import read_image, read_mask
-from hpsearch.data.splits import make_split
-from hpsearch.errors import ConfigError, DataError
-from hpsearch.models import create_model
+from hpsearch.data.splits import split_for
+from hpsearch.errors import DataError
+from hpsearch.training.checkpoint import load_checkpoint
 from hpsearch.training.config import RunConfig
 from hpsearch.training.device import resolve_device
-from hpsearch.training.fit import CHECKPOINT_FORMAT
-from hpsearch.training.metrics import resize_logits_to
+from hpsearch.training.metrics import SegMetrics, resize_logits_to
 from hpsearch.training.viz import save_gallery
 
+__all__ = ["CaseResult", "SplitName", "evaluate_checkpoint", "load_checkpoint", "select_stems"]
+
 SplitName = Literal["train", "val", "test", "all"]
-
-
-def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, RunConfig, dict[str, Any]]:
-    """Rebuild the model from a self-describing checkpoint; returns (model, config, raw checkpoint)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"checkpoint '{p}' does not exist; pass the best.pt written by `hpsearch train`")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(
-            f"checkpoint '{p}' cannot be read ({type(exc).__name__}); is it an hpsearch checkpoint?"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(
-            f"checkpoint '{p}' is not an hpsearch checkpoint (expected format {CHECKPOINT_FORMAT})"
-        )
-    model = create_model(ckpt["model_name"], **ckpt["model_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model, RunConfig.model_validate(ckpt["config"]), ckpt
 
 
 @dataclass
@@ -66,15 +48,6 @@ class CaseResult:
     pred_fraction: float
 
 
-def _dice_iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, int, int, int]:
-    tp = int(np.count_nonzero(pred & gt))
-    fp = int(np.count_nonzero(pred & ~gt))
-    fn = int(np.count_nonzero(~pred & gt))
-    if tp + fp + fn == 0:  # empty truth and empty prediction: a perfect answer
-        return 1.0, 1.0, tp, fp, fn
-    return 2 * tp / (2 * tp + fp + fn), tp / (tp + fp + fn), tp, fp, fn
-
-
 def select_stems(
     cfg: RunConfig,
     data_dir: Path,
@@ -84,25 +57,75 @@ def select_stems(
 ) -> list[str]:
     """The stems of ``split``, recomputed with the training run's split settings on this folder.
 
-    ``pairs`` is the folder's verified listing when the caller already has it (verifying reads every file).
+    ``split_file`` replaces the run's own split file. ``pairs`` is the folder's verified listing when the
+    caller already has it (verifying reads every file).
     """
-    from hpsearch.data.splits import resolve_split_file
-
     if pairs is None:
         pairs = verify_dataset(data_dir)
     if split == "all":
         return [p.stem for p in pairs]
+    settings = cfg.data.model_copy(update={"split_file": split_file}) if split_file else cfg.data
     try:
-        parts = make_split(
-            pairs,
-            split_file=resolve_split_file(split_file or cfg.data.split_file, data_dir),
-            val_fraction=cfg.data.val_fraction,
-            test_fraction=cfg.data.test_fraction,
-            seed=cfg.data.split_seed,
-        )
+        _, parts = split_for(settings, data_dir, pairs=pairs)
     except DataError as exc:
         raise DataError(f"{exc}; to evaluate on a different dataset use --split all") from None
     return list(getattr(parts, split))
+
+
+@dataclass
+class _Scores:
+    """Per-image results, the streaming metrics over them, and the ``k`` worst cases kept for a gallery."""
+
+    k: int
+    cases: list[CaseResult] = field(default_factory=list)
+    metrics: SegMetrics = field(default_factory=SegMetrics)
+    worst: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def add(self, stem: str, image: np.ndarray, gt: np.ndarray, logits: torch.Tensor) -> None:
+        """Score one image: ``logits`` (1, h, w) at the model's size, ``gt`` (H, W) {0, 1} at its own size."""
+        up = resize_logits_to(logits[None], (gt.shape[0], gt.shape[1]))
+        target = torch.from_numpy(gt).to(up.device, torch.float32)[None, None]
+        dice, iou = (float(v[0]) for v in self.metrics.update(up, target))
+        pred = (up[0, 0] >= 0).cpu().numpy()  # logit >= 0  <=>  probability >= 0.5, as in the metrics
+        g = gt.astype(bool)
+        self.cases.append(
+            CaseResult(stem, dice, iou, gt.shape[0], gt.shape[1], float(g.mean()), float(pred.mean()))
+        )
+        self.worst.append((dice, stem, image, g, pred))
+        self.worst = sorted(self.worst, key=lambda t: t[0])[: max(self.k, 0)]  # only the k worst in memory
+
+
+def _score_pairs(
+    model: torch.nn.Module, pairs: Sequence[Pair], *, size: int, device: torch.device, batch_size: int, k: int
+) -> _Scores:
+    """Predict in batches at the training size; score each image at its original resolution."""
+    scores = _Scores(k=k)
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        originals = [(read_image(p.image), read_mask(p.mask)) for p in chunk]
+        x = np.stack([normalize(resize_pair(img, m, size)[0]) for img, m in originals])
+        logits = model(torch.from_numpy(x).to(device)).float()
+        for pair, (img, gt), lg in zip(chunk, originals, logits, strict=True):
+            scores.add(pair.stem, img, gt, lg)
+    return scores
+
+
+def _write_per_case(path: Path, cases: Sequence[CaseResult]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["stem", "dice", "iou", "height", "width", "gt_fraction", "pred_fraction"])
+        for c in cases:
+            w.writerow(
+                [
+                    c.stem,
+                    f"{c.dice:.6f}",
+                    f"{c.iou:.6f}",
+                    c.height,
+                    c.width,
+                    f"{c.gt_fraction:.6f}",
+                    f"{c.pred_fraction:.6f}",
+                ]
+            )
 
 
 @torch.no_grad()
@@ -127,42 +150,18 @@ def evaluate_checkpoint(
     by_stem = {p.stem: p for p in pairs}
     dev = resolve_device(device)
     model.eval().to(dev)
-    size = cfg.data.image_size
-    cases: list[CaseResult] = []
-    tp = fp = fn = 0
-    kept: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]] = []
-    for start in range(0, len(stems), batch_size):
-        chunk = stems[start : start + batch_size]
-        originals = [(read_image(by_stem[s].image), read_mask(by_stem[s].mask)) for s in chunk]
-        x = torch.from_numpy(np.stack([normalize(resize_pair(img, m, size)[0]) for img, m in originals])).to(
-            dev
-        )
-        logits = model(x).float()
-        for stem, (img, gt), lg in zip(chunk, originals, logits, strict=True):
-            up = resize_logits_to(lg[None], (gt.shape[0], gt.shape[1]))[0, 0]
-            pred = (up >= 0).cpu().numpy()  # logit >= 0  <=>  probability >= 0.5
-            g = gt.astype(bool)
-            d, j, a, b, c = _dice_iou(pred, g)
-            tp, fp, fn = tp + a, fp + b, fn + c
-            cases.append(
-                CaseResult(stem, d, j, gt.shape[0], gt.shape[1], float(g.mean()), float(pred.mean()))
-            )
-            kept.append((d, stem, img, g, pred))
-            kept = sorted(kept, key=lambda t: t[0])[: max(k, 0)]  # keep only the k worst in memory
-    dice = np.array([c.dice for c in cases])
-    iou = np.array([c.iou for c in cases])
-    if np.any(iou > dice + 1e-9):
-        raise AssertionError("IoU > Dice for some image: the metric code is wrong")
-    def sd(a):
-        return float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    scores = _score_pairs(
+        model, [by_stem[s] for s in stems], size=cfg.data.image_size, device=dev, batch_size=batch_size, k=k
+    )
+    summary = scores.metrics.compute()
     metrics: dict[str, Any] = {
         "split": split,
-        "n": len(cases),
-        "dice_mean": float(dice.mean()),
-        "dice_sd": sd(dice),
-        "iou_mean": float(iou.mean()),
-        "iou_sd": sd(iou),
-        "micro_dice": 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 1.0,
+        "n": summary["n"],
+        "dice_mean": summary["dice"],
+        "dice_sd": summary["dice_sd"],
+        "iou_mean": summary["iou"],
+        "iou_sd": summary["iou_sd"],
+        "micro_dice": summary["micro_dice"],
         "threshold": 0.5,
         "resolution": "original mask resolution (logits upsampled bilinearly)",
         "empty_policy": "empty ground truth + empty prediction scores 1.0",
@@ -171,34 +170,12 @@ def evaluate_checkpoint(
         "data_dir": str(ddir),
         "model": cfg.model.name,
     }
-    if not all(math.isfinite(v) for v in (metrics["dice_mean"], metrics["iou_mean"])):
-        raise AssertionError("non-finite metrics")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with (out / "per_case.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["stem", "dice", "iou", "height", "width", "gt_fraction", "pred_fraction"])
-        for c in cases:
-            w.writerow(
-                [
-                    c.stem,
-                    f"{c.dice:.6f}",
-                    f"{c.iou:.6f}",
-                    c.height,
-                    c.width,
-                    f"{c.gt_fraction:.6f}",
-                    f"{c.pred_fraction:.6f}",
-                ]
-            )
-    if kept:
-        save_gallery(
-            [t[2] for t in kept],
-            [t[3] for t in kept],
-            [t[4] for t in kept],
-            [t[0] for t in kept],
-            [t[1] for t in kept],
-            out / "worst.png",
-            title=f"{len(kept)} worst {split} cases ({cfg.model.name})",
-        )
+    _write_per_case(out / "per_case.csv", scores.cases)
+    if scores.worst:
+        dice, names, images, truths, preds = zip(*scores.worst, strict=True)
+        title = f"{len(names)} worst {split} cases ({cfg.model.name})"
+        save_gallery(images, truths, preds, dice, names, out / "worst.png", title=title)
     return metrics

@@ -6,7 +6,6 @@ callback that raises; this module never imports optuna.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +18,7 @@ from torch import nn
 
 from hpsearch.data.device_augment import normalize_batch
 from hpsearch.errors import NonFiniteLossError
+from hpsearch.training.checkpoint import save_checkpoint
 from hpsearch.training.config import TrainConfig
 from hpsearch.training.device import (
     autocast,
@@ -30,22 +30,26 @@ from hpsearch.training.device import (
 )
 from hpsearch.training.losses import create_loss
 from hpsearch.training.metrics import SegMetrics
-from hpsearch.training.optim import create_optimizer, create_schedule
-from hpsearch.training.progress import epoch_progress
+from hpsearch.training.optim import Schedule, create_optimizer, create_schedule
+from hpsearch.training.progress import EpochBar, epoch_progress
 
 Callback = Callable[[int, dict[str, float]], None]
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+__all__ = ["BestEpoch", "Callback", "FitResult", "evaluate_loader", "fit"]
 
 # How often (in optimizer steps) the loop reads the non-finite flag back from the device. Reading it every
 # step would force a host sync per step and stall the GPU queue; a NaN is still caught within this many steps.
 _NONFINITE_CHECK_EVERY = 16
 
-CHECKPOINT_FORMAT = "hpsearch-checkpoint/1"
-
 
 @dataclass
 class FitResult:
-    """What one call of ``fit`` produced."""
+    """What one call of ``fit`` produced.
+
+    ``best_epoch`` is the epoch with the highest ``monitor`` value (``best_value``); ``best_dice`` and
+    ``best_iou`` are the validation Dice and IoU *at that epoch*, whichever metric picked it.
+    """
 
     best_dice: float
     best_iou: float
@@ -58,11 +62,50 @@ class FitResult:
     peak_memory_mb: float | None
     checkpoint_path: Path | None = None
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    monitor: str = "val_dice"
+    best_value: float = float("nan")
 
     @property
     def best_metrics(self) -> dict[str, float]:
         """The history row of the best epoch."""
         return self.history[self.best_epoch - 1] if self.best_epoch else {}
+
+    def summary(self) -> dict[str, Any]:
+        """The one JSON-safe record of a finished fit: what a trial, metrics.json and reproduce store."""
+        return {
+            "monitor": self.monitor,
+            "best_value": self.best_value if math.isfinite(self.best_value) else None,
+            "best_epoch": self.best_epoch,
+            "best_val_dice": self.best_dice,
+            "best_val_iou": self.best_iou,
+            "epochs_run": self.epochs_run,
+            "wall_time_s": self.wall_time_s,
+            "train_img_per_s": self.train_img_per_s,
+            "device": self.device,
+            "peak_memory_mb": self.peak_memory_mb,
+            "history": [dict(row) for row in self.history],
+            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
+        }
+
+
+@dataclass
+class BestEpoch:
+    """The kept epoch: the highest ``monitor`` value wins; ties keep the earlier epoch; NaN never wins."""
+
+    monitor: str = "val_dice"
+    value: float = -1.0
+    epoch: int = 0
+    dice: float = -1.0
+    iou: float = 0.0
+
+    def offer(self, row: dict[str, float]) -> bool:
+        """Consider one epoch's history row; True when it becomes the best (its weights should be kept)."""
+        value = row[self.monitor]
+        if not value > self.value:
+            return False
+        self.value, self.epoch = float(value), int(row["epoch"])
+        self.dice, self.iou = float(row["val_dice"]), float(row["val_iou"])
+        return True
 
 
 def _should_compile(cfg: TrainConfig, device: torch.device, steps_per_epoch: int) -> bool:
@@ -125,6 +168,124 @@ def evaluate_loader(
     return out, metrics
 
 
+@dataclass
+class _Loop:
+    """What every epoch of one ``fit`` call shares: model (and its compiled twin), optimisation, device."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    step_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    loss_fn: nn.Module
+    device: torch.device
+    channels_last: bool
+    steps_per_epoch: int
+
+
+def _setup(model: nn.Module, train_loader: Iterable[Batch], cfg: TrainConfig) -> _Loop:
+    """Place the model, and build optimizer, schedule, loss and (when it pays off) the compiled model."""
+    device = resolve_device(cfg.device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    steps = _len_or_none(train_loader) or 1
+    if cfg.max_steps_per_epoch:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    optimizer = create_optimizer(model.parameters(), cfg)
+    step_model: nn.Module = torch.compile(model) if _should_compile(cfg, device, steps) else model
+    return _Loop(
+        cfg=cfg,
+        model=model,
+        step_model=step_model,
+        optimizer=optimizer,
+        schedule=create_schedule(optimizer, cfg, steps),
+        loss_fn=create_loss(cfg.loss, **cfg.loss_kwargs),
+        device=device,
+        channels_last=channels_last,
+        steps_per_epoch=steps,
+    )
+
+
+def _train_epoch(loop: _Loop, loader: Iterable[Batch], epoch: int, bar: EpochBar) -> tuple[float, int, float]:
+    """One pass over the training batches; returns (mean train loss, images seen, seconds)."""
+    cfg, device = loop.cfg, loop.device
+    loop.step_model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    n_img = 0
+    for step, batch in enumerate(loader):
+        if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
+            break
+        x, y = _to_device(batch, device, loop.channels_last)
+        with autocast(device, amp=cfg.amp, mps_amp=cfg.mps_amp):
+            logits = loop.step_model(x)
+        loss = loop.loss_fn(logits.float(), y)
+        bad |= ~torch.isfinite(loss.detach())
+        if (step + 1) % _NONFINITE_CHECK_EVERY == 0 and bool(bad):
+            raise NonFiniteLossError(
+                f"non-finite training loss at epoch {epoch}, step <= {step + 1} (lr={cfg.lr:g})",
+                epoch=epoch,
+                step=step + 1,
+            )
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.grad_clip)
+        loop.optimizer.step()
+        loop.schedule.step_batch()
+        loss_sum += loss.detach() * x.shape[0]
+        n_img += x.shape[0]
+        bar.advance_step(loss=None)
+    train_loss = float(loss_sum.item()) / max(1, n_img)
+    if bool(bad) or not math.isfinite(train_loss):
+        raise NonFiniteLossError(
+            f"non-finite training loss in epoch {epoch} (lr={cfg.lr:g})", epoch=epoch, step=-1
+        )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return train_loss, n_img, time.perf_counter() - t0
+
+
+def _validate_epoch(
+    loop: _Loop, loader: Iterable[Batch], epoch: int, *, train_loss: float, n_img: int, t_train: float
+) -> dict[str, float]:
+    """Validate, step the epoch-level schedule on the monitored metric, and return the epoch's history row."""
+    t1 = time.perf_counter()
+    val, _ = evaluate_loader(
+        loop.step_model,
+        loader,
+        device=loop.device,
+        loss_fn=loop.loss_fn,
+        amp=loop.cfg.amp,
+        mps_amp=loop.cfg.mps_amp,
+        channels_last=loop.channels_last,
+    )
+    t_val = time.perf_counter() - t1
+    row = {
+        "epoch": float(epoch),
+        "train_loss": train_loss,
+        "val_loss": val.get("loss", float("nan")),
+        "val_dice": val["dice"],
+        "val_iou": val["iou"],
+        "val_micro_dice": val["micro_dice"],
+        "lr": float(loop.optimizer.param_groups[0]["lr"]),
+        "train_time_s": t_train,
+        "val_time_s": t_val,
+        "train_img_per_s": n_img / t_train if t_train > 0 else 0.0,
+    }
+    loop.schedule.step_epoch(row[loop.cfg.monitor])
+    return row
+
+
+def _host_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    # The best weights stay in host memory; the file is written once at the end, which keeps per-epoch
+    # I/O out of the trial's wall time.
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable[Batch],
@@ -137,7 +298,7 @@ def fit(
     progress: bool | None = None,
     description: str = "train",
 ) -> FitResult:
-    """Train ``model`` and keep the epoch with the best validation Dice.
+    """Train ``model`` and keep the epoch with the best validation ``config.monitor`` (Dice by default).
 
     ``train_loader`` / ``val_loader`` are re-iterable sources of ``(image, mask)`` batches, either on the
     CPU (moved here) or already on the device. A callback may raise to stop training (pruning); the
@@ -146,114 +307,40 @@ def fit(
     name, kwargs and resolved config so the file rebuilds the model on its own).
     """
     cfg = config
-    device = resolve_device(cfg.device)
-    channels_last = cfg.channels_last and device.type == "cuda"
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = _len_or_none(train_loader) or 1
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    optimizer = create_optimizer(model.parameters(), cfg)
-    schedule = create_schedule(optimizer, cfg, steps_per_epoch)
-    loss_fn = create_loss(cfg.loss, **cfg.loss_kwargs)
-    step_model: nn.Module = torch.compile(model) if _should_compile(cfg, device, steps_per_epoch) else model
-
+    loop = _setup(model, train_loader, cfg)
     history: list[dict[str, float]] = []
-    best = {"dice": -1.0, "iou": 0.0, "epoch": 0}
+    best = BestEpoch(monitor=cfg.monitor)
     best_state: dict[str, torch.Tensor] | None = None
-    images_seen = 0
-    train_time = 0.0
-    reset_peak_memory(device)
+    images_seen, train_time = 0, 0.0
+    reset_peak_memory(loop.device)
     t_start = time.perf_counter()
-
-    with cudnn_benchmark(device), epoch_progress(cfg.epochs, steps_per_epoch, description, progress) as bar:
+    bar_ctx = epoch_progress(cfg.epochs, loop.steps_per_epoch, description, progress)
+    with cudnn_benchmark(loop.device), bar_ctx as bar:
         for epoch in range(1, cfg.epochs + 1):
-            step_model.train()
-            t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            bad = torch.zeros((), dtype=torch.bool, device=device)
-            n_img = 0
-            for step, batch in enumerate(train_loader):
-                if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
-                    break
-                x, y = _to_device(batch, device, channels_last)
-                with autocast(device, amp=cfg.amp, mps_amp=cfg.mps_amp):
-                    logits = step_model(x)
-                loss = loss_fn(logits.float(), y)
-                bad |= ~torch.isfinite(loss.detach())
-                if (step + 1) % _NONFINITE_CHECK_EVERY == 0 and bool(bad):
-                    raise NonFiniteLossError(
-                        f"non-finite training loss at epoch {epoch}, step <= {step + 1} (lr={cfg.lr:g})",
-                        epoch=epoch,
-                        step=step + 1,
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                schedule.step_batch()
-                loss_sum += loss.detach() * x.shape[0]
-                n_img += x.shape[0]
-                bar.advance_step(loss=None)
-            train_loss = float(loss_sum.item()) / max(1, n_img)
-            if bool(bad) or not math.isfinite(train_loss):
-                raise NonFiniteLossError(
-                    f"non-finite training loss in epoch {epoch} (lr={cfg.lr:g})", epoch=epoch, step=-1
-                )
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t_train = time.perf_counter() - t0
-            train_time += t_train
-            images_seen += n_img
-
-            t1 = time.perf_counter()
-            val, _ = evaluate_loader(
-                step_model,
-                val_loader,
-                device=device,
-                loss_fn=loss_fn,
-                amp=cfg.amp,
-                mps_amp=cfg.mps_amp,
-                channels_last=channels_last,
+            train_loss, n_img, t_train = _train_epoch(loop, train_loader, epoch, bar)
+            images_seen, train_time = images_seen + n_img, train_time + t_train
+            row = _validate_epoch(
+                loop, val_loader, epoch, train_loss=train_loss, n_img=n_img, t_train=t_train
             )
-            t_val = time.perf_counter() - t1
-            schedule.step_epoch(val["dice"])
-            row = {
-                "epoch": float(epoch),
-                "train_loss": train_loss,
-                "val_loss": val.get("loss", float("nan")),
-                "val_dice": val["dice"],
-                "val_iou": val["iou"],
-                "val_micro_dice": val["micro_dice"],
-                "lr": float(optimizer.param_groups[0]["lr"]),
-                "train_time_s": t_train,
-                "val_time_s": t_val,
-                "train_img_per_s": n_img / t_train if t_train > 0 else 0.0,
-            }
             history.append(row)
-            if val["dice"] > best["dice"]:
-                best = {"dice": val["dice"], "iou": val["iou"], "epoch": epoch}
-                # Keep the best weights in host memory; the file is written once at the end, which keeps
-                # per-epoch I/O out of the trial's wall time.
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            bar.end_epoch(epoch, train_loss=train_loss, val_dice=val["dice"], best_dice=best["dice"])
+            if best.offer(row):
+                best_state = _host_copy(loop.model)
+            bar.end_epoch(epoch, train_loss=train_loss, val_dice=row["val_dice"], best_dice=best.dice)
             for cb in callbacks:
                 cb(epoch, dict(row))
-
-    wall = time.perf_counter() - t_start
     result = FitResult(
-        best_dice=float(best["dice"]),
-        best_iou=float(best["iou"]),
-        best_epoch=int(best["epoch"]),
+        best_dice=best.dice,
+        best_iou=best.iou,
+        best_epoch=best.epoch,
         history=history,
         epochs_run=len(history),
-        wall_time_s=wall,
+        wall_time_s=time.perf_counter() - t_start,
         train_img_per_s=images_seen / train_time if train_time > 0 else 0.0,
-        device=describe_device(device),
-        peak_memory_mb=peak_memory_mb(device),
+        device=describe_device(loop.device),
+        peak_memory_mb=peak_memory_mb(loop.device),
         best_state=best_state,
+        monitor=cfg.monitor,
+        best_value=best.value if best.epoch else float("nan"),
     )
     if checkpoint_path is not None and best_state is not None:
         result.checkpoint_path = save_checkpoint(
@@ -264,27 +351,3 @@ def fit(
             extra=checkpoint_extra or {},
         )
     return result
-
-
-def save_checkpoint(
-    path: str | Path,
-    *,
-    state_dict: dict[str, torch.Tensor],
-    epoch: int,
-    metrics: dict[str, float],
-    extra: dict[str, Any],
-) -> Path:
-    """Write a self-describing checkpoint: model name/kwargs, weights, resolved config, epoch, metrics."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        **copy.deepcopy(extra),
-        "state_dict": state_dict,
-        "epoch": epoch,
-        "metrics": metrics,
-    }
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(p)  # atomic: a killed trial never leaves a half-written checkpoint
-    return p

@@ -120,8 +120,11 @@ class SegMetrics:
         self._total: torch.Tensor | None = None
 
     @torch.no_grad()
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch (N, ...) of logits (or probabilities) and targets; no host sync."""
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add a batch (N, ...) of logits (or probabilities) and targets; no host sync.
+
+        Returns the batch's per-image (dice, iou), each of shape (N,) on the device.
+        """
         pred, gt = _binarise(logits, target, self.threshold, self.from_logits)
         inter, pred_sum, gt_sum = _counts(pred, gt)
         dice, iou = _dice_iou_from_counts(inter, pred_sum, gt_sum)
@@ -133,6 +136,7 @@ class SegMetrics:
         else:
             self._inter = self._inter + inter_sum
             self._total = self._total + total_sum
+        return dice, iou
 
     def per_image(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image (dice, iou) tensors in update order, on the device (for galleries and worst-k)."""

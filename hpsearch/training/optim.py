@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 
@@ -60,11 +59,8 @@ class Schedule:
     def step_batch(self) -> None:
         """Called after every optimizer step."""
 
-    def step_epoch(self, val_dice: float) -> None:
-        """Called after every validation with the epoch's val Dice."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
+    def step_epoch(self, value: float) -> None:
+        """Called after every validation with the epoch's monitored metric (higher is better)."""
 
 
 class _Constant(Schedule):
@@ -99,7 +95,7 @@ class _WarmupCosine(Schedule):
 
 
 class _Plateau(Schedule):
-    """Reduce LR when val Dice stops improving."""
+    """Reduce LR when the monitored validation metric (val Dice by default) stops improving."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, patience: int, factor: float) -> None:
         super().__init__(optimizer)
@@ -107,8 +103,8 @@ class _Plateau(Schedule):
             optimizer, mode="max", patience=patience, factor=factor
         )
 
-    def step_epoch(self, val_dice: float) -> None:
-        self.inner.step(val_dice)
+    def step_epoch(self, value: float) -> None:
+        self.inner.step(value)
 
 
 ScheduleFactory = Callable[[torch.optim.Optimizer, TrainConfig, int], Schedule]

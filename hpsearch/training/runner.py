@@ -34,13 +34,19 @@ from hpsearch.training.viz import plot_curves, save_gallery
 DATA_ENV = "HPSEARCH_DATA"
 
 
-def resolve_data_dir(cli_value: str | Path | None, cfg: DataConfig | None = None) -> Path:
-    """Precedence: CLI option > config file > ``HPSEARCH_DATA``; a clear error when none is given."""
-    for value in (cli_value, cfg.path if cfg else None, os.environ.get(DATA_ENV)):
+def resolve_data_dir(
+    cli_value: str | Path | None, cfg: DataConfig | None = None, *, env_value: str | Path | None = None
+) -> Path:
+    """The dataset folder: ``cli_value`` (``--data``) > ``cfg.path`` (config file) > ``env_value``.
+
+    Only explicit values count: this never reads the environment (the CLI passes ``HPSEARCH_DATA`` as
+    ``env_value`` or through its ``--data`` option). Raises ``ConfigError`` when none is given.
+    """
+    for value in (cli_value, cfg.path if cfg else None, env_value):
         if value:
             return Path(value).expanduser().resolve()
     raise ConfigError(
-        "no dataset given: pass --data DIR or set HPSEARCH_DATA to a folder with images/ and masks/; "
+        f"no dataset given: pass --data DIR or set {DATA_ENV} to a folder with images/ and masks/; "
         "get Kvasir-SEG with `hpsearch data download --out data/` or make a synthetic set with "
         "`hpsearch data synth --out data/synth`"
     )
@@ -59,10 +65,6 @@ class PreparedData:
     val_images: np.ndarray
     val_masks: np.ndarray
     val_stems: list[str]
-
-    @property
-    def by_stem(self) -> dict[str, Pair]:
-        return {p.stem: p for p in self.pairs}
 
 
 def prepare_data(cfg: DataConfig, data_dir: Path, *, progress: bool | None = None) -> PreparedData:
@@ -116,51 +118,52 @@ def _use_device_augment(cfg: DataConfig, device: torch.device) -> bool:
     return device.type == "cuda" and has_device_preset(cfg.augmentation)
 
 
-def build_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> tuple[Any, Any]:
-    """Training and validation batch sources for ``fit``."""
+def _val_batch_size(train_batch_size: int) -> int:
+    # Validation keeps no activations for backward, so it affords larger batches.
+    return max(train_batch_size, 32)
+
+
+def _device_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> tuple[Any, Any]:
+    """Whole uint8 arrays live on the device; augmentation and normalisation run there too."""
     bs = cfg.train.batch_size
-    val_bs = max(bs, 32)
-    if _use_device_augment(cfg.data, device):
-        # Whole uint8 arrays live on the device; augmentation and normalisation run there too.
-        train = DeviceBatches(
-            data.train_images,
-            data.train_masks,
-            batch_size=bs,
-            device=device,
-            preset=cfg.data.augmentation,
-            shuffle=True,
-            seed=cfg.train.seed,
-        )
-        val = DeviceBatches(
-            data.val_images,
-            data.val_masks,
-            batch_size=val_bs,
-            device=device,
-            preset="none",
-            shuffle=False,
-            seed=0,
-        )
-        return train, val
+    train = DeviceBatches(
+        data.train_images,
+        data.train_masks,
+        batch_size=bs,
+        device=device,
+        preset=cfg.data.augmentation,
+        shuffle=True,
+        seed=cfg.train.seed,
+    )
+    val = DeviceBatches(
+        data.val_images,
+        data.val_masks,
+        batch_size=_val_batch_size(bs),
+        device=device,
+        preset="none",
+        shuffle=False,
+        seed=0,
+    )
+    return train, val
+
+
+def _host_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> tuple[DataLoader, DataLoader]:
+    """torch DataLoaders over the host arrays; augmentation (albumentations) runs in the workers."""
+    bs = cfg.train.batch_size
     workers = _num_workers(cfg.data, device)
-    gen = torch.Generator().manual_seed(cfg.train.seed)
     # On CUDA the loader ships uint8 images and fit normalises each batch on the GPU (a quarter of the bytes
     # through workers, pinned memory and PCIe); on a CPU the work would land on the same cores either way.
     cuda = device.type == "cuda"
-    train_ds = SegmentationArrays(
-        data.train_images,
-        data.train_masks,
-        transform=build_transform(cfg.data.augmentation, cfg.data.image_size),
-        uint8_images=cuda,
-    )
+    transform = build_transform(cfg.data.augmentation, cfg.data.image_size)
+    train_ds = SegmentationArrays(data.train_images, data.train_masks, transform=transform, uint8_images=cuda)
     val_ds = SegmentationArrays(data.val_images, data.val_masks, transform=None, uint8_images=cuda)
-    # BatchNorm cannot train on a last batch of one image; dropping a ragged tail costs < 1 batch/epoch.
-    drop_last = len(train_ds) > bs
     train = DataLoader(
         train_ds,
         batch_size=bs,
         shuffle=True,
-        drop_last=drop_last,
-        generator=gen,
+        # BatchNorm cannot train on a last batch of one image; dropping a ragged tail costs < 1 batch/epoch.
+        drop_last=len(train_ds) > bs,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
         num_workers=workers,
         pin_memory=cuda,
         persistent_workers=workers > 0,
@@ -171,13 +174,21 @@ def build_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> t
     val_workers = min(workers, 2)
     val = DataLoader(
         val_ds,
-        batch_size=val_bs,
+        batch_size=_val_batch_size(bs),
         shuffle=False,
         num_workers=val_workers,
         pin_memory=cuda,
         persistent_workers=val_workers > 0,
     )
     return train, val
+
+
+def build_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> tuple[Any, Any]:
+    """Training and validation batch sources for ``fit``: on the device when the preset has a device
+    implementation and ``data.augment_on`` allows it, else host ``DataLoader``s."""
+    if _use_device_augment(cfg.data, device):
+        return _device_loaders(cfg, data, device)
+    return _host_loaders(cfg, data, device)
 
 
 @torch.no_grad()
@@ -238,6 +249,20 @@ class TrainOutcome:
     gallery_path: Path | None
 
 
+def _run_manifest(cfg: RunConfig, data: PreparedData, device: torch.device, model: torch.nn.Module) -> dict:
+    """Seeds, versions, device and data identity recorded with the run."""
+    return build_manifest(
+        seed=cfg.train.seed,
+        device=describe_device(device),
+        split_hash=data.split.hash,
+        data_fingerprint=data.fingerprint,
+        split_seed=cfg.data.split_seed,
+        n_train=len(data.train_images),
+        n_val=len(data.val_images),
+        n_params=sum(p.numel() for p in model.parameters()),
+    )
+
+
 def train_from_config(
     cfg: RunConfig,
     *,
@@ -248,28 +273,22 @@ def train_from_config(
     description: str = "train",
     data: PreparedData | None = None,
 ) -> TrainOutcome:
-    """Train one model from a resolved config and write checkpoint, metrics.json, curves and gallery."""
+    """Train one model from a resolved config and write checkpoint, metrics.json, curves and gallery.
+
+    ``data`` (already prepared) wins over ``data_dir``; without either, ``cfg.data.path`` is used.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
-        ddir = resolve_data_dir(data_dir, cfg.data)
-        data = prepare_data(cfg.data, ddir, progress=progress)
+        data = prepare_data(cfg.data, resolve_data_dir(data_dir, cfg.data), progress=progress)
     # Store the resolved data path so the exported config points at what was actually used.
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(data.data_dir)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     model = create_model(cfg.model.name, **cfg.model.kwargs)
-    manifest = build_manifest(
-        seed=cfg.train.seed,
-        device=describe_device(device),
-        split_hash=data.split.hash,
-        data_fingerprint=data.fingerprint,
-        split_seed=cfg.data.split_seed,
-        n_train=len(data.train_images),
-        n_val=len(data.val_images),
-        n_params=sum(p.numel() for p in model.parameters()),
-    )
+    manifest = _run_manifest(cfg, data, device, model)
+    config_json = cfg.model_dump(mode="json")
     train_loader, val_loader = build_loaders(cfg, data, device)
     result = fit(
         model,
@@ -283,7 +302,7 @@ def train_from_config(
         checkpoint_extra={
             "model_name": cfg.model.name,
             "model_kwargs": dict(cfg.model.kwargs),
-            "config": cfg.model_dump(mode="json"),
+            "config": config_json,
             "manifest": manifest,
         },
     )
@@ -292,21 +311,9 @@ def train_from_config(
     gallery = write_val_gallery(
         model, data, device, out / "val_worst.png", cfg.train.gallery_k, amp=cfg.train.amp
     )
-    metrics = {
-        "best_epoch": result.best_epoch,
-        "best_val_dice": result.best_dice,
-        "best_val_iou": result.best_iou,
-        "epochs_run": result.epochs_run,
-        "wall_time_s": result.wall_time_s,
-        "train_img_per_s": result.train_img_per_s,
-        "device": result.device,
-        "peak_memory_mb": result.peak_memory_mb,
-        "history": result.history,
-        "config": cfg.model_dump(mode="json"),
-        "manifest": manifest,
-        "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,
-    }
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2))
+    metrics_path.write_text(
+        json.dumps({**result.summary(), "config": config_json, "manifest": manifest}, indent=2)
+    )
     curves = plot_curves(result.history, out / "curves.png", title=f"{cfg.model.name}: {description}")
     return TrainOutcome(result, cfg, out, manifest, metrics_path, curves, gallery)
