@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpsearch.errors import ConfigError
+from hpsearch.training.scale import apply_scale
 
 
 class StrictModel(BaseModel):
@@ -129,9 +130,21 @@ class TrainConfig(StrictModel):
 class RunConfig(StrictModel):
     """One training run: what ``hpsearch train --config`` consumes and ``hpsearch export`` writes."""
 
+    @field_validator("scale")
+    @classmethod
+    def _known_scale(cls, value: str) -> str:
+        from hpsearch.training.scale import SCALES
+
+        SCALES.get(value)  # a miss lists the valid names
+        return value
+
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    scale: str = Field(
+        default="full",
+        description="the named scale the config was made at (hpsearch.training.scale); sizes already applied",
+    )
     provenance: dict[str, Any] | None = Field(
         default=None, description="where this config came from (study, trial, value); informational"
     )
@@ -217,6 +230,7 @@ def resolve_run_config(
     data_path: str | Path | None = None,
     seed: int | None = None,
     max_epochs: int | None = None,
+    scale: str | None = None,
     source: str = "config",
 ) -> RunConfig:
     """The one place a run config is put together. Later layers win:
@@ -226,7 +240,9 @@ def resolve_run_config(
     3. ``params``: values sampled by a trial (dotted paths);
     4. ``overrides``: ``--set KEY=VALUE`` (dotted paths);
     5. explicit options: ``device`` (``--device``), ``data_path`` (the resolved ``--data``), ``seed``;
-    6. caps: ``max_epochs`` lowers ``train.epochs`` (and a warm-up that would no longer fit).
+    6. ``scale`` (``--scale``): shrinks image side and channel widths once (``hpsearch.training.scale``);
+       ``None`` keeps the scale the config records;
+    7. caps: ``max_epochs`` lowers ``train.epochs`` (and a warm-up that would no longer fit).
 
     A value the sampler chose is never silently replaced, so a trial's stored parameters always describe
     what trained: overriding a sampled path, or capping the epochs of a study that samples them, is an error.
@@ -239,11 +255,11 @@ def resolve_run_config(
             f"{source}: --set {', '.join(clash)} would replace what the search samples; "
             "drop the --set, or fix the value in the study's `fixed` section and remove it from `space`"
         )
-    if max_epochs is not None and "train.epochs" in params:
+    if max_epochs is not None and ("train.epochs" in params or "train.warmup_epochs" in params):
         raise ConfigError(
-            f"{source}: --max-epochs {max_epochs} would cap train.epochs, which this study searches "
-            "(the trial would store an epoch count it never trained); narrow `space.train.epochs` instead, "
-            "or drop --max-epochs"
+            f"{source}: --max-epochs {max_epochs} would cap the training length, which this study searches "
+            "(train.epochs or train.warmup_epochs; the trial would store a value it never trained with); "
+            "narrow the study's `space` instead, or drop --max-epochs"
         )
     if max_epochs is not None and max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1 (got {max_epochs})")
@@ -255,6 +271,7 @@ def resolve_run_config(
     layers = {**params, **overrides, **{k: v for k, v in explicit.items() if v is not None}}
     for key, value in layers.items():
         set_path(tree, key, value)
+    tree = apply_scale(tree, scale, source=source)
     cfg = parse_run_config(tree, source=source)
     if max_epochs is not None and cfg.train.epochs > max_epochs:
         cfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max_epochs - 1)

@@ -238,7 +238,7 @@ def _train_epoch(loop: _Loop, loader: Iterable[Batch], epoch: int, bar: EpochBar
         loop.schedule.step_batch()
         loss_sum += loss.detach() * x.shape[0]
         n_img += x.shape[0]
-        bar.advance_step(loss=None)
+        bar.advance_step(images=int(x.shape[0]))
     train_loss = float(loss_sum.item()) / max(1, n_img)
     if bool(bad) or not math.isfinite(train_loss):
         raise NonFiniteLossError(
@@ -325,7 +325,13 @@ def fit(
             history.append(row)
             if best.offer(row):
                 best_state = _host_copy(loop.model)
-            bar.end_epoch(epoch, train_loss=train_loss, val_dice=row["val_dice"], best_dice=best.dice)
+            bar.end_epoch(
+                epoch,
+                train_loss=train_loss,
+                val_dice=row["val_dice"],
+                best_dice=best.dice,
+                img_per_s=row["train_img_per_s"],
+            )
             for cb in callbacks:
                 cb(epoch, dict(row))
     result = FitResult(

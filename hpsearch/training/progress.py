@@ -1,9 +1,16 @@
-"""Rich progress displays that stay quiet when output is not a terminal."""
+"""Progress of one ``fit``: a live bar on a terminal, one plain line per epoch in a log.
+
+On a terminal the bar shows the epoch's batches, images/s and the time left in the whole run. Without one
+(``nohup``, Slurm, Kubernetes, CI) a bar would be noise, so each finished epoch prints one line that
+``tail -f`` can follow: epoch, train loss, val Dice, images/s, elapsed and time left.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,39 +23,112 @@ def is_interactive() -> bool:
     return _console.is_terminal
 
 
-class EpochBar:
-    """Per-epoch bar of steps, with the last epoch's loss and val Dice in its description."""
+def format_duration(seconds: float | None) -> str:
+    """``42s``, ``7m05s``, ``3h12m``, ``2d04h``: short enough for a log line."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
-    def __init__(self, progress: Progress | None, total_epochs: int, steps: int, label: str) -> None:
+
+def _print_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class EpochBar:
+    """Tracks one run's steps and epochs; draws a bar (``progress``) or writes lines (``log``), or neither."""
+
+    def __init__(
+        self,
+        progress: Progress | None,
+        total_epochs: int,
+        steps: int,
+        label: str,
+        *,
+        log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._p = progress
         self._epochs = total_epochs
+        self._steps = max(1, steps)
         self._label = label
+        self._log = log
+        self._clock = clock
+        self._t0 = clock()
+        self._epoch_t0 = self._t0
+        self._epoch_images = 0
+        self._epoch_steps = 0
+        self._epochs_done = 0
         self._task = None
         if progress is not None:
-            self._task = progress.add_task(f"{label} epoch 1/{total_epochs}", total=steps)
+            self._task = progress.add_task(self._title(1), total=self._steps, rate="", left="")
 
-    def advance_step(self, loss: float | None = None) -> None:
-        """One optimizer step done."""
-        if self._p is not None and self._task is not None:
-            self._p.advance(self._task)
+    def _title(self, epoch: int) -> str:
+        return f"{self._label} epoch {epoch}/{self._epochs}"
 
-    def end_epoch(self, epoch: int, *, train_loss: float, val_dice: float, best_dice: float) -> None:
-        """Show the finished epoch's numbers and reset the bar for the next one."""
+    def seconds_left(self) -> float | None:
+        """Time left in the whole run: finished epochs give the pace; before that, this epoch's steps do."""
+        now = self._clock()
+        if self._epochs_done:
+            per_epoch = (self._epoch_t0 - self._t0) / self._epochs_done
+            in_epoch = max(0.0, per_epoch - (now - self._epoch_t0))
+            return in_epoch + per_epoch * (self._epochs - self._epochs_done - 1)
+        if self._epoch_steps:
+            per_step = (now - self._epoch_t0) / self._epoch_steps
+            return per_step * (self._steps * self._epochs - self._epoch_steps)
+        return None
+
+    def advance_step(self, images: int = 0) -> None:
+        """One optimizer step over ``images`` images done."""
+        self._epoch_steps += 1
+        self._epoch_images += images
         if self._p is None or self._task is None:
             return
-        nxt = min(epoch + 1, self._epochs)
-        self._p.reset(
-            self._task,
-            description=f"{self._label} epoch {nxt}/{self._epochs} | loss {train_loss:.4f} "
-            f"| val Dice {val_dice:.4f} (best {best_dice:.4f})",
+        dt = self._clock() - self._epoch_t0
+        rate = f"{self._epoch_images / dt:.1f} img/s" if dt > 0 and self._epoch_images else ""
+        left = f"run left ~{format_duration(self.seconds_left())}"
+        self._p.update(self._task, advance=1, rate=rate, left=left)
+
+    def end_epoch(
+        self, epoch: int, *, train_loss: float, val_dice: float, best_dice: float, img_per_s: float = 0.0
+    ) -> str:
+        """Close epoch ``epoch``: reset the bar, or write the epoch's line. Returns the line."""
+        self._epochs_done = epoch
+        self._epoch_t0 = self._clock()
+        self._epoch_steps = self._epoch_images = 0
+        elapsed = format_duration(self._epoch_t0 - self._t0)
+        line = (
+            f"{self._title(epoch)} | train loss {train_loss:.4f} | val Dice {val_dice:.4f} "
+            f"(best {best_dice:.4f}) | {img_per_s:.1f} img/s | elapsed {elapsed}"
+            f" | left ~{format_duration(self.seconds_left())}"
         )
+        if self._log is not None:
+            self._log(line)
+        if self._p is not None and self._task is not None:
+            nxt = min(epoch + 1, self._epochs)
+            self._p.reset(
+                self._task,
+                description=f"{self._title(nxt)} | last: loss {train_loss:.4f}, val Dice {val_dice:.4f} "
+                f"(best {best_dice:.4f})",
+            )
+        return line
 
 
 @contextlib.contextmanager
 def epoch_progress(epochs: int, steps: int, label: str, enabled: bool | None) -> Iterator[EpochBar]:
-    """A transient progress bar for ``fit``; ``enabled=None`` means 'only on a terminal'."""
+    """Progress for ``fit``: ``None`` means a bar on a terminal and a line per epoch otherwise; ``False``
+    means silent (a study's live board reports instead); ``True`` forces the bar."""
     if enabled is None:
         enabled = is_interactive()
+        if not enabled:
+            yield EpochBar(None, epochs, steps, label, log=_print_line)
+            return
     if not enabled:
         yield EpochBar(None, epochs, steps, label)
         return
@@ -56,7 +136,9 @@ def epoch_progress(epochs: int, steps: int, label: str, enabled: bool | None) ->
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[left]}"),
         console=_console,
         transient=True,
     )
