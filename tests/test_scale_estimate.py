@@ -23,7 +23,8 @@ def test_laptop_shrinks_images_and_widths_but_not_the_recipe() -> None:
     assert cfg.data.image_size == laptop.max_image_size < 256
     assert cfg.model.kwargs["base_width"] == 64 // laptop.width_divisor == 16
     assert cfg.model.kwargs["depth"] == 4
-    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.optimizer, cfg.train.epochs) == (1e-3, 8, "adam", 25)
+    recipe = (cfg.train.lr, cfg.train.batch_size, cfg.train.optimizer, cfg.train.epochs)
+    assert recipe == (1e-3, 8, "adam", 25)
 
 
 def test_every_width_is_divided_by_the_same_factor() -> None:
