@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import platform
 import random
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +45,21 @@ def package_versions() -> dict[str, str]:
     return dict(_versions())
 
 
+@functools.cache
+def hardware() -> dict[str, Any]:
+    """CPU model, core count and torch threads: what a timing in a results table was measured on."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    out: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
 def build_manifest(*, seed: int, device: str, split_hash: str, data_fingerprint: str, **extra: Any) -> dict:
     """Everything needed to say how a result was obtained."""
     return {
@@ -51,6 +69,7 @@ def build_manifest(*, seed: int, device: str, split_hash: str, data_fingerprint:
         "data_fingerprint": data_fingerprint,
         "versions": package_versions(),
         "platform": platform.platform(),
+        "hardware": hardware(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }

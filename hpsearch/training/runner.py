@@ -260,6 +260,8 @@ def _run_manifest(cfg: RunConfig, data: PreparedData, device: torch.device, mode
         n_train=len(data.train_images),
         n_val=len(data.val_images),
         n_params=sum(p.numel() for p in model.parameters()),
+        scale=cfg.scale,
+        image_size=cfg.data.image_size,
     )
 
 
