@@ -10,6 +10,7 @@ Markdown and the tests read that dict.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -18,7 +19,7 @@ import platform
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,36 +238,35 @@ PARTS = {
 }
 
 
-class PartTimers:
-    """Replaces each function named in ``PARTS`` by a timed wrapper until ``restore``."""
+@contextlib.contextmanager
+def timed_parts(parts: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """While open, each function named in ``parts`` is wrapped to add up its seconds and calls."""
+    out: dict[str, Any] = {"seconds": {}, "calls": {}, "missing": []}
+    undo = []
 
-    def __init__(self, parts: dict[str, str]) -> None:
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self.missing: list[str] = []
-        self._undo: list[tuple[Any, str, Any]] = []
-        for label, dotted in parts.items():
-            module, attr = dotted.rsplit(".", 1)
-            try:
-                owner = importlib.import_module(module)
-                self._wrap(owner, attr, label, getattr(owner, attr))
-            except (ImportError, AttributeError):
-                self.missing.append(dotted)
-
-    def _wrap(self, owner: Any, attr: str, label: str, fn: Callable) -> None:
+    def wrap(label: str, fn: Callable) -> Callable:
         def timed(*a: Any, **kw: Any) -> Any:
             t0 = time.perf_counter()
             try:
                 return fn(*a, **kw)
             finally:
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - t0
-                self.calls[label] = self.calls.get(label, 0) + 1
+                out["seconds"][label] = out["seconds"].get(label, 0.0) + time.perf_counter() - t0
+                out["calls"][label] = out["calls"].get(label, 0) + 1
 
-        setattr(owner, attr, timed)
-        self._undo.append((owner, attr, fn))
+        return timed
 
-    def restore(self) -> None:
-        for owner, attr, fn in reversed(self._undo):
+    for label, dotted in parts.items():
+        module, attr = dotted.rsplit(".", 1)
+        try:
+            owner = importlib.import_module(module)
+            undo.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, wrap(label, undo[-1][2]))
+        except (ImportError, AttributeError):
+            out["missing"].append(dotted)
+    try:
+        yield out
+    finally:
+        for owner, attr, fn in reversed(undo):
             setattr(owner, attr, fn)
 
 
@@ -290,13 +290,10 @@ def run_trials(spec: dict, data_dir: Path, work: Path, *, n_trials: int) -> dict
     (work / "spec.yaml").write_text(yaml.safe_dump(spec))
     url = f"sqlite:///{work}/study.db"
     prepare_data(resolve_run_config(spec["fixed"], data_path=data_dir).data, data_dir, progress=False)
-    timers = PartTimers(PARTS)
-    try:
+    with timed_parts(PARTS) as parts:
         code = app(["worker", "--study", str(work / "spec.yaml"), "--storage", url, "--data", str(data_dir),
                     "--out", str(work / "runs"), "--artifacts", str(work / "artifacts"),
                     "--worker-index", "0", "--quiet"], standalone_mode=False)
-    finally:
-        timers.restore()
     if code:
         raise RuntimeError(f"hpsearch worker exited with {code}")
     rows = []
@@ -317,10 +314,9 @@ def run_trials(spec: dict, data_dir: Path, work: Path, *, n_trials: int) -> dict
                 out_dir=ua.get(keys.OUT_DIR),
             )
         rows.append(row)
-    per_trial = {k: v / n_trials for k, v in timers.seconds.items()}
-    calls = {k: v / n_trials for k, v in timers.calls.items()}
-    return {"trials": rows, "parts_s_per_trial": per_trial, "calls_per_trial": calls,
-            "parts_missing": timers.missing}
+    return {"trials": rows, "parts_s_per_trial": {k: v / n_trials for k, v in parts["seconds"].items()},
+            "calls_per_trial": {k: v / n_trials for k, v in parts["calls"].items()},
+            "parts_missing": parts["missing"]}
 
 
 # ------------------------------------------------------------------------------------------------ output
