@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Time-boxed reproduction of the report's table on one CUDA GPU (about 8-9 minutes on an H100):
+# Time-boxed reproduction of the report's table on one CUDA GPU (an estimated 10-12 minutes on an H100):
 #   1. a time-boxed `lr_batch` study (pruned, no torch.compile),
 #   2. `hpsearch export` of its best trial -> tuned_unet.yaml (the optimized column; CBAM is derived from it),
 #   3. `hpsearch reproduce` with 1 seed on the official Kvasir-SEG split (test set sealed until the end).
