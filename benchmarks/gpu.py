@@ -53,6 +53,9 @@ from common import (  # noqa: E402
     write_results,
 )
 
+from hpsearch.errors import HpsearchError  # noqa: E402
+from hpsearch.training.device import resolve_device  # noqa: E402
+
 T_START = time.perf_counter()
 TRIAL_IMAGES = 792  # training images of the official split after the validation carve
 
@@ -66,7 +69,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, data_dir: Path, res: dict[str, Any]) -> None:
         self.args, self.data_dir, self.res = args, data_dir, res
-        self.device = torch.device(args.device)
+        self.device = resolve_device(args.device)  # a clear error where the device is missing
         self.original = not (data_dir / CACHE_MARKER).exists()
         self.prepared = prepare(data_dir, official=not args.smoke, size=args.size)
         self.fig: dict[str, Any] = res["figures"]
@@ -268,8 +271,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device here; use --smoke --device cpu to check the script")
+    try:
+        resolve_device(args.device)
+    except HpsearchError as exc:
+        raise SystemExit(f"{exc} (--smoke --device cpu checks the script on a CPU)") from None
     tmp = Path(tempfile.mkdtemp(prefix="hpsearch-gpu-"))
     # Keep the decoded arrays out of the user's cache (and remove them at the end).
     os.environ.setdefault("HPSEARCH_CACHE", str(tmp / "cache"))
