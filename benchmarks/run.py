@@ -1,24 +1,23 @@
 """CPU benchmarks of hpsearch: ratios measured side by side in one run.
 
-    python benchmarks/run.py                   # everything (about 5 minutes on 2 cores)
-    python benchmarks/run.py --quick           # a fast smoke pass (numbers are rough)
+    python benchmarks/run.py                   # everything (a few minutes on 2 cores)
+    python benchmarks/run.py --quick           # a smoke pass on synthetic data (numbers are rough)
     python benchmarks/run.py --only data cbam  # some sections
     python benchmarks/run.py --out bench-out   # also write cpu.json and cpu.md there
 
-Sections (each prints its ratios; the summary table comes last):
+data      input pipeline img/s per CPU second: the decoded uint8 cache through ``build_loaders``' DataLoader
+          (presets 'none' and 'basic') against the report-style per-item PIL decode + resize of the original
+          JPEGs. Real Kvasir-SEG (official split) when present, else synthetic JPEGs.
+train     one epoch (train + validation) of a small U-Net at 256^2: ``fit`` on our loaders against the
+          report-style loop (PIL per item, float32, loss read back every step, validation one image at a
+          time with the metric on the host); the validation share of each epoch.
+cbam      ``fit``'s training img/s of CBAM U-Net (fused and plain attention) relative to the U-Net, and the
+          full-size tensor traffic of one CBAM module's forward and backward.
+overhead  real trials through ``hpsearch worker`` (SQLite, artifact store, gallery, curves, checkpoint) on
+          synthetic 256^2 data: overhead_s / trial_wall_s as the objective records it, and its parts.
 
-data      input pipeline img/s: the decoded uint8 cache through our DataLoader path (``runner.build_loaders``
-          with presets 'none' and 'basic') against the report-style per-item PIL decode + resize of the
-          original JPEGs. Real Kvasir-SEG (official split) when present, else synthetic JPEGs.
-train     epoch img/s (train + validation) of a small U-Net at 256^2: ``fit`` on our loaders against a naive
-          float32 loop on the report-style loader (per-item PIL decode, no cache, loss read back every step,
-          validation one image at a time with the metric on the host).
-cbam      training-step img/s of CBAM U-Net (fused and plain attention) relative to the plain U-Net.
-overhead  real trials through the Optuna objective (SQLite storage, artifact store, gallery, curves,
-          checkpoint) on synthetic 256^2 data: overhead_s / trial_wall_s as the objective records them.
-
-Every ratio comes from rates measured in alternating rounds (A B A B ...) in this process, so a busy machine
-slows both sides alike; no absolute threshold is asserted anywhere.
+Rates of compared variants are measured in alternating rounds (A B A B ...) in this process, so a busy
+machine slows both sides alike; no threshold is asserted anywhere.
 """
 
 from __future__ import annotations
@@ -40,20 +39,26 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    ReportStyleDataset,
     find_kvasir,
+    fit_rate,
     hardware,
     interleaved,
     loader_rate,
-    md_table,
     median,
+    naive_train,
+    our_loader,
+    pipeline_rates,
+    prepare,
     report_loader,
-    spread,
+    run_trials,
     synthetic_jpeg_dataset,
     write_results,
 )
 
 CPU = torch.device("cpu")
 SECTIONS = ("data", "train", "cbam", "overhead")
+SMALL_UNET = {"base_width": 4, "depth": 3}
 
 
 def log(msg: str) -> None:
@@ -61,607 +66,183 @@ def log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ data
-@dataclasses.dataclass
-class Dataset:
-    data_dir: Path
-    real: bool
-    prepared: Any  # hpsearch.training.runner.PreparedData
-    cache_build_s: float
-
-
-def prepare(args: argparse.Namespace, tmp: Path) -> Dataset:
-    from hpsearch.training.config import DataConfig
-    from hpsearch.training.runner import prepare_data
-
-    real_dir = find_kvasir(args.data)
-    if real_dir is not None:
-        data_dir, real = real_dir, True
-        cfg = DataConfig(path=str(data_dir), split_file="kvasir-official", val_fraction=0.1)
-    else:
-        n = 48 if args.quick else 240
-        log(f"real Kvasir-SEG not found: making {n} synthetic 576x576 JPEG pairs")
-        data_dir, real = synthetic_jpeg_dataset(tmp / "synthetic", n), False
-        cfg = DataConfig(path=str(data_dir), val_fraction=0.1, test_fraction=0.1)
-    cfg.cache_dir = str(tmp / "arrays")
-    t0 = time.perf_counter()
-    prepared = prepare_data(cfg, data_dir, progress=False)
-    build_s = time.perf_counter() - t0
-    log(
-        f"data: {'Kvasir-SEG' if real else 'synthetic'} at {data_dir}: {len(prepared.train_images)} train, "
-        f"{len(prepared.val_images)} val; verify + decode + resize into the cache took {build_s:.1f} s"
-    )
-    return Dataset(data_dir, real, prepared, build_s)
-
-
-def subset(prepared: Any, n_train: int, n_val: int) -> Any:
-    return dataclasses.replace(
-        prepared,
-        train_images=prepared.train_images[:n_train],
-        train_masks=prepared.train_masks[:n_train],
-        val_images=prepared.val_images[:n_val],
-        val_masks=prepared.val_masks[:n_val],
-        val_stems=prepared.val_stems[:n_val],
-    )
-
-
-def our_loader(prepared: Any, preset: str, batch: int, workers: int | str = "auto") -> Any:
-    """The training loader exactly as ``runner.build_loaders`` builds it for a CPU run."""
-    from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
-    from hpsearch.training.runner import build_loaders
-
-    cfg = RunConfig(
-        data=DataConfig(augmentation=preset, num_workers=workers, augment_on="cpu"),
-        train=TrainConfig(batch_size=batch, device="cpu"),
-    )
-    train, _ = build_loaders(cfg, prepared, CPU)
-    return train
-
-
-def bench_data(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
-    log("\n== data pipeline: decoded cache + our DataLoader path vs report-style PIL decode ==")
-    p = ds.prepared
-    n_ours = len(p.train_images)
-    n_pil = min(n_ours, 40 if args.quick else 160)
-    stems = list(p.split.train)[:n_pil]
-    batch = 8
+def bench_data(data_dir: Path, prepared: Any, args: argparse.Namespace, fig: dict) -> None:
+    log("\n== data pipeline: decoded cache + our DataLoader vs report-style PIL decode (img/s per core) ==")
+    rates = pipeline_rates(prepared, data_dir, n_pil=40 if args.quick else 160, rounds=1 if args.quick else 3,
+                           log=log)
     cores = os.cpu_count() or 1
-    for stem in stems:  # page cache warm, as from the second epoch of a real run on
-        for folder in ("images", "masks"):
-            for f in (ds.data_dir / folder).glob(stem + ".*"):
-                f.read_bytes()
-    cpu = time.process_time
-    base_name = "report-style: PIL decode+resize per item"
-    runs = {
-        base_name: lambda: loader_rate(report_loader(ds.data_dir, stems, batch), cpu),
-        "ours: cache, preset none": lambda: loader_rate(our_loader(p, "none", batch), cpu),
-        "ours: cache + basic": lambda: loader_rate(our_loader(p, "basic", batch), cpu),
-    }
-    rates = interleaved(runs, 1 if args.quick else 3, log=log, warmup=not args.quick)
-    # Worker processes: their CPU time is not this process's, so this one is wall-clock on a shared machine.
-    workers = interleaved(
-        {
-            f"ours: cache + basic, {cores} workers (wall)": lambda: loader_rate(
-                our_loader(p, "basic", batch, cores)
-            )
-        },
-        1 if args.quick else 2,
-        log=log,
-    )
-    arr = np.asarray(p.train_images)
-    t0 = cpu()
+    # Worker processes: their CPU time is not this process's, so this rate is wall clock.
+    rates["cache_basic_workers_wall"] = median(loader_rate(our_loader(prepared, "basic", 8, cores),
+                                                           time.perf_counter) for _ in range(2 - args.quick))
+    arr, t0 = np.asarray(prepared.train_images), time.process_time()
     for i in range(len(arr)):
         np.array(arr[i])
-    raw = len(arr) / (cpu() - t0)
-    base = median(rates[base_name])
-    rows = []
-    for name, vals in {**rates, **workers}.items():
-        rows.append(
-            {
-                "pipeline": name,
-                "img_per_s": median(vals),
-                "spread": spread(vals),
-                "ratio": median(vals) / base,
-            }
-        )
-    rows.append(
-        {"pipeline": "ours: read one image from the cache, no loader", "img_per_s": raw, "ratio": raw / base}
-    )
-    for r in rows:
-        log(f"  {r['pipeline']:<50} {r['img_per_s']:>10,.0f} img/s  {r['ratio']:>7.2f}x")
-    return {
-        "dataset": "Kvasir-SEG official split" if ds.real else "synthetic 576x576 JPEG",
-        "clock": "CPU time of this process (one thread), except the row marked wall",
-        "items_ours": n_ours,
-        "items_report_style": n_pil,
-        "batch": batch,
-        "cache_build_s": ds.cache_build_s,
-        "baseline": base_name,
-        "rows": rows,
-    }
+    rates["cache_read"] = len(arr) / (time.process_time() - t0)
+    for name, rate in rates.items():
+        fig[f"data.{name}_img_per_s"] = rate
+        if name != "pil":
+            fig[f"data.{name}_vs_pil"] = rate / rates["pil"]
+        log(f"  {name:<26} {rate:>10,.0f} img/s  {rate / rates['pil']:>7.2f}x")
+    fig["data.loader_workers"] = cores
 
 
 # ----------------------------------------------------------------------------------------------- train
 def naive_epoch(model: torch.nn.Module, data_dir: Path, train: list[str], val: list[str], batch: int) -> dict:
-    """The report-style loop: float32, PIL per item, loss.item() every step, per-image validation metric.
-
-    Times are CPU seconds of this process (train part, validation part).
-    """
-    from common import ReportStyleDataset
-
-    from hpsearch.training.losses import create_loss
-
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = create_loss("bce")
-    t0 = time.process_time()
-    model.train()
-    losses = []
-    for x, y in report_loader(data_dir, train, batch):
-        loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    t_train = time.process_time() - t0
+    """The report-style epoch: train (common.naive_train), then validate one image at a time on the host."""
+    t0 = time.perf_counter()
+    naive_train(model, report_loader(data_dir, train, batch), CPU)
+    t1 = time.perf_counter()
     model.eval()
-    dices = []
-    val_ds = ReportStyleDataset(data_dir, val, flips=False)
+    ds, dices = ReportStyleDataset(data_dir, val, flips=False), []
     with torch.no_grad():
-        for i in range(len(val_ds)):
-            x, y = val_ds[i]
-            pred = (torch.sigmoid(model(x[None]))[0] > 0.5).numpy()
-            gt = y.numpy() > 0.5
-            inter, total = float((pred & gt).sum()), float(pred.sum() + gt.sum())
-            dices.append(1.0 if total == 0 else 2 * inter / total)
-    t_val = time.process_time() - t0 - t_train
-    return {"train_s": t_train, "val_s": t_val, "n_train": len(train), "dice": float(np.mean(dices))}
+        for x, y in (ds[i] for i in range(len(ds))):
+            pred, gt = (torch.sigmoid(model(x[None]))[0] > 0.5).numpy(), y.numpy() > 0.5
+            total = float(pred.sum() + gt.sum())
+            dices.append(1.0 if total == 0 else 2 * float((pred & gt).sum()) / total)
+    return {"n_train": len(train), "train_s": t1 - t0, "val_s": time.perf_counter() - t1}
 
 
-def our_epoch(model: torch.nn.Module, prepared: Any, batch: int) -> dict:
-    """One epoch of ``fit`` on the CPU loaders of ``build_loaders``; CPU seconds split at validation."""
-    import hpsearch.training.fit
+def fit_epoch(model: torch.nn.Module, prepared: Any, batch: int) -> dict:
+    """One epoch of ``fit`` on the CPU loaders of ``build_loaders``, with fit's own train/val times."""
     from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
     from hpsearch.training.fit import fit
     from hpsearch.training.runner import build_loaders
 
-    cfg = RunConfig(
-        data=DataConfig(augmentation="basic", augment_on="cpu"),
-        train=TrainConfig(batch_size=batch, device="cpu", epochs=1, gallery_k=0, compile="off"),
-    )
+    cfg = RunConfig(data=DataConfig(augmentation="basic", augment_on="cpu"),
+                    train=TrainConfig(batch_size=batch, device="cpu", epochs=1, compile="off"))
     train, val = build_loaders(cfg, prepared, CPU)
-    val_cpu = [0.0]
-    evaluate = hpsearch.training.fit.evaluate_loader
-
-    def timed_evaluate(*a: Any, **kw: Any) -> Any:
-        t = time.process_time()
-        try:
-            return evaluate(*a, **kw)
-        finally:
-            val_cpu[0] += time.process_time() - t
-
-    hpsearch.training.fit.evaluate_loader = timed_evaluate
-    try:
-        t0 = time.process_time()
-        res = fit(model, train, val, config=cfg.train, progress=False)
-        total = time.process_time() - t0
-    finally:
-        hpsearch.training.fit.evaluate_loader = evaluate
-    n = len(prepared.train_images) // batch * batch
-    return {
-        "train_s": total - val_cpu[0],
-        "val_s": val_cpu[0],
-        "n_train": n,
-        "dice": res.history[0]["val_dice"],
-    }
+    h = fit(model, train, val, config=cfg.train, progress=False).history[0]
+    return {"n_train": len(train) * batch, "train_s": h["train_time_s"], "val_s": h["val_time_s"]}
 
 
-def bench_train(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
+def bench_train(data_dir: Path, prepared: Any, args: argparse.Namespace, fig: dict) -> None:
     from hpsearch.models import create_model
 
-    log("\n== training epoch (train + validation) of a small U-Net at 256^2: fit vs naive loop ==")
-    # 9 training images per validation image, as in the official split (792 / 88).
-    n_tr, n_va, batch = (8, 4, 4) if args.quick else (72, 8, 8)
-    p = subset(ds.prepared, n_tr, n_va)
-    train_stems = [s for s in sorted(ds.prepared.split.train)][:n_tr]
-    val_stems = list(p.val_stems)
-    kwargs = {"base_width": 4, "depth": 3}
+    log("\n== one epoch (train + validation) of a small U-Net at 256^2: fit vs the report-style loop ==")
+    n_tr, n_va, batch = (8, 4, 4) if args.quick else (72, 8, 8)  # 9:1 like the official split (792 / 88)
+    p = dataclasses.replace(prepared, train_images=prepared.train_images[:n_tr],
+                            train_masks=prepared.train_masks[:n_tr], val_images=prepared.val_images[:n_va],
+                            val_masks=prepared.val_masks[:n_va], val_stems=prepared.val_stems[:n_va])
+    train_stems = sorted(prepared.split.train)[:n_tr]
     torch.manual_seed(0)
-    base = create_model("unet", **kwargs)
-    details: dict[str, list[dict]] = {"ours": [], "naive": []}
+    base = create_model("unet", **SMALL_UNET)
+    runs: dict[str, list[dict]] = {"fit": [], "naive": []}
 
     def run(kind: str) -> float:
-        model = copy.deepcopy(base)
-        t0 = time.process_time()
-        if kind == "ours":
-            r = our_epoch(model, p, batch)
-        else:
-            r = naive_epoch(model, ds.data_dir, train_stems, val_stems, batch)
-        r["cpu_s"] = time.process_time() - t0
-        details[kind].append(r)
-        return r["n_train"] / r["cpu_s"]
+        model, t0 = copy.deepcopy(base), time.process_time()
+        r = fit_epoch(model, p, batch) if kind == "fit" else naive_epoch(model, data_dir, train_stems,
+                                                                         list(p.val_stems), batch)
+        runs[kind].append(r)
+        return r["n_train"] / (time.process_time() - t0)  # CPU seconds of the whole epoch, loaders included
 
-    rates = interleaved(
-        {"ours": lambda: run("ours"), "naive": lambda: run("naive")},
-        1 if args.quick else 2,
-        log=log,
-        warmup=True,
-    )
-    for kind in details:  # drop the warm-up calls' records
-        details[kind] = details[kind][1:]
-    ours, naive = median(rates["ours"]), median(rates["naive"])
-
-    def train_only(kind: str) -> float:
-        return median([d["n_train"] / d["train_s"] for d in details[kind]])
-
-    def val_share(kind: str) -> float:
-        return median([d["val_s"] / (d["train_s"] + d["val_s"]) for d in details[kind]])
-
-    out = {
-        "model": f"unet {kwargs}",
-        "batch": batch,
-        "train_images": n_tr,
-        "val_images": n_va,
-        "clock": "CPU time of this process (one thread)",
-        "epoch_img_per_s": {"ours": ours, "naive": naive},
-        "epoch_ratio": ours / naive,
-        "train_step_img_per_s": {"ours": train_only("ours"), "naive": train_only("naive")},
-        "train_step_ratio": train_only("ours") / train_only("naive"),
-        "val_share_of_epoch": {"ours": val_share("ours"), "naive": val_share("naive")},
-        "val_img_per_s": {k: median([n_va / d["val_s"] for d in details[k]]) for k in ("ours", "naive")},
-        "runs": details,
-    }
-    share = out["val_share_of_epoch"]
-    log(
-        f"  epoch img/s ours {ours:.2f} vs naive {naive:.2f}: {out['epoch_ratio']:.2f}x; train steps only "
-        f"{out['train_step_ratio']:.2f}x; val share ours {share['ours']:.1%}, naive {share['naive']:.1%}"
-    )
-    return out
+    rates = interleaved({k: (lambda k=k: run(k)) for k in runs}, 1 if args.quick else 2, log=log, warmup=True)
+    for kind in runs:
+        records = runs[kind][1:]  # without the warm-up call
+        fig[f"train.{kind}_epoch_img_per_s"] = median(rates[kind])
+        fig[f"train.{kind}_val_share"] = median(r["val_s"] / (r["train_s"] + r["val_s"]) for r in records)
+    fig["train.fit_vs_naive"] = fig["train.fit_epoch_img_per_s"] / fig["train.naive_epoch_img_per_s"]
+    log(f"  fit vs naive {fig['train.fit_vs_naive']:.2f}x; validation share "
+        f"fit {fig['train.fit_val_share']:.1%}, naive {fig['train.naive_val_share']:.1%}")
 
 
 # ------------------------------------------------------------------------------------------------ cbam
-_VIEWS = ("expand", "detach", "view", "slice", "select", "unsqueeze", "permute", "alias", "t.default")
-
-
-def full_size_traffic(module: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """Aten ops touching full-size tensors in one forward and one backward, and the bytes they move.
-
-    Bytes are the sizes of the full-size inputs and outputs of each such op (views excluded): a
-    device-independent tally of the memory traffic that eager execution costs.
-    """
+def tensor_passes(module: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Aten ops on full-size tensors in one forward and one backward, and the bytes they move in units of
+    one input tensor (views excluded): a device-independent tally of eager execution's memory traffic."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
-    full = x.numel()
+    views = ("expand", "detach", "view", "slice", "select", "unsqueeze", "permute", "alias", "t.default")
 
     class Tally(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ops, self.bytes = 0, 0
+        ops, nbytes = 0, 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
             out = func(*args, **(kwargs or {}))
-            if not any(v in str(func) for v in _VIEWS):
-                flat = tree_flatten((args, kwargs, out))[0]
-                big = [t for t in flat if isinstance(t, torch.Tensor) and t.numel() >= full // 2]
-                if big:
-                    self.ops += 1
-                    self.bytes += sum(t.numel() * t.element_size() for t in big)
+            big = [t for t in tree_flatten((args, kwargs, out))[0]
+                   if isinstance(t, torch.Tensor) and t.numel() >= x.numel() // 2]
+            if big and not any(v in str(func) for v in views):
+                self.ops += 1
+                self.nbytes += sum(t.numel() * t.element_size() for t in big)
             return out
 
-    xx = x.detach().clone().requires_grad_(True)
+    xx = x.detach().clone().requires_grad_(True)  # made outside the tally, like the gradient below
     with Tally() as fwd:
         out = module(xx)
     grad = torch.randn_like(out)
     with Tally() as bwd:
         out.backward(grad)
-    per = full * x.element_size()
-    return {
-        "forward_ops": fwd.ops,
-        "forward_passes": fwd.bytes / per,
-        "backward_ops": bwd.ops,
-        "backward_passes": bwd.bytes / per,
-    }
+    per = x.numel() * x.element_size()
+    return {"forward_ops": fwd.ops, "forward_passes": fwd.nbytes / per,
+            "backward_ops": bwd.ops, "backward_passes": bwd.nbytes / per}
 
 
-def bench_cbam(args: argparse.Namespace) -> dict[str, Any]:
+def bench_cbam(args: argparse.Namespace, fig: dict) -> None:
     from hpsearch.models import create_model
-    from hpsearch.models.attention import set_cbam_fused
-    from hpsearch.training.losses import create_loss
+    from hpsearch.models.attention import CBAM, FusedCBAM, set_cbam_fused
 
-    log("\n== CBAM U-Net training steps relative to U-Net (preloaded tensors, float32) ==")
+    log("\n== CBAM U-Net training img/s relative to U-Net (fit, preloaded tensors, float32) ==")
     batch, size, steps = (2, 128, 1) if args.quick else (4, 256, 2)
-    kwargs = {"base_width": 4, "depth": 3}
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, size, size, generator=gen)
-    y = (torch.rand(batch, 1, size, size, generator=gen) < 0.3).float()
-    loss_fn = create_loss("bce")
+    data = [(torch.randn(batch, 3, size, size, generator=gen),
+             (torch.rand(batch, 1, size, size, generator=gen) < 0.3).float())]
     torch.manual_seed(0)
-    models = {
-        "unet": create_model("unet", **kwargs),
-        "cbam_unet fused": create_model("cbam_unet", **kwargs),
-    }
-    models["cbam_unet plain"] = set_cbam_fused(copy.deepcopy(models["cbam_unet fused"]), False)
-    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
-
-    def rate(name: str) -> float:
-        m, opt = models[name], opts[name]
-        m.train()
-        t0 = time.process_time()
-        for _ in range(steps):
-            loss = loss_fn(m(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return batch * steps / (time.process_time() - t0)
-
-    for name in models:  # warm-up (allocator, oneDNN primitives)
-        rate(name)
-    rates = interleaved({k: (lambda k=k: rate(k)) for k in models}, 1 if args.quick else 3, log=log)
-    unet = median(rates["unet"])
-    from hpsearch.models.attention import CBAM, FusedCBAM
-
+    models = {name: create_model(name, **SMALL_UNET) for name in ("unet", "cbam_unet")}
+    models["cbam_unet_plain"] = set_cbam_fused(copy.deepcopy(models["cbam_unet"]), False)
+    runs = {k: (lambda m=m: fit_rate(m, data * steps, data, batch=batch, steps=steps, compiled=False,
+                                     device=CPU)["img_per_s"]) for k, m in models.items()}
+    rates = {k: median(v) for k, v in interleaved(runs, 1 if args.quick else 3, log=log, warmup=True).items()}
+    for k, rate in rates.items():
+        fig[f"cbam.{k}_img_per_s"] = rate
+    fig["cbam.fused_vs_unet"] = rates["cbam_unet"] / rates["unet"]
+    fig["cbam.plain_vs_unet"] = rates["cbam_unet_plain"] / rates["unet"]
     torch.manual_seed(0)
-    plain_m = CBAM(32)
-    fused_m = FusedCBAM(32)
-    fused_m.load_state_dict(plain_m.state_dict())
-    xt = torch.randn(4, 32, 64, 64, generator=gen)
-    traffic = {"plain": full_size_traffic(plain_m, xt), "fused": full_size_traffic(fused_m, xt)}
-    for k, v in traffic.items():
-        log(
-            f"  one CBAM, {k}: forward {v['forward_ops']} full-size ops, {v['forward_passes']:.1f} tensor "
-            f"passes; backward {v['backward_ops']} ops, {v['backward_passes']:.1f} passes"
-        )
-    out = {
-        "traffic_per_module": traffic,
-        "model_kwargs": kwargs,
-        "batch": batch,
-        "size": size,
-        "img_per_s": {k: median(v) for k, v in rates.items()},
-        "spread": {k: spread(v) for k, v in rates.items()},
-        "cbam_fused_vs_unet": median(rates["cbam_unet fused"]) / unet,
-        "cbam_plain_vs_unet": median(rates["cbam_unet plain"]) / unet,
-        "fused_vs_plain": median(rates["cbam_unet fused"]) / median(rates["cbam_unet plain"]),
-    }
-    log(
-        f"  CBAM/U-Net: fused {out['cbam_fused_vs_unet']:.1%}, plain {out['cbam_plain_vs_unet']:.1%}; "
-        f"fused/plain {out['fused_vs_plain']:.2f}x"
-    )
-    return out
+    plain, fused = CBAM(32), FusedCBAM(32)
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 32, 64, 64, generator=gen)
+    for name, module in (("plain", plain), ("fused", fused)):
+        for k, v in tensor_passes(module, x).items():
+            fig[f"cbam.{name}_module_{k}"] = v
+    log(f"  CBAM/U-Net: fused {fig['cbam.fused_vs_unet']:.1%}, plain {fig['cbam.plain_vs_unet']:.1%}; one "
+        f"module's backward: fused {fig['cbam.fused_module_backward_passes']:.1f} tensor passes, plain "
+        f"{fig['cbam.plain_module_backward_passes']:.1f}")
 
 
 # -------------------------------------------------------------------------------------------- overhead
-class _Timers:
-    """Wraps the functions that make up a trial's overhead and sums their time per trial."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {}
-        self._undo: list[tuple[Any, str, Any]] = []
-
-    def wrap(self, owner: Any, attr: str, label: str) -> None:
-        fn = getattr(owner, attr)
-
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0, c0 = time.perf_counter(), time.process_time()
-            try:
-                return fn(*a, **kw)
-            finally:
-                self.totals[label] = self.totals.get(label, 0.0) + time.perf_counter() - t0
-                cpu = label.replace("_s", "_cpu_s")
-                self.totals[cpu] = self.totals.get(cpu, 0.0) + time.process_time() - c0
-
-        setattr(owner, attr, timed)
-        self._undo.append((owner, attr, fn))
-
-    def restore(self) -> None:
-        for owner, attr, fn in reversed(self._undo):
-            setattr(owner, attr, fn)
-
-
-def bench_overhead(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    import optuna
-    import optuna.artifacts
-    import yaml
-
-    import hpsearch.training.fit
-    import hpsearch.training.runner
+def bench_overhead(args: argparse.Namespace, tmp: Path, fig: dict) -> dict:
     from hpsearch.data.synth import make_synthetic
-    from hpsearch.search.objective import Objective, TrialContext, build_trial_config
-    from hpsearch.search.service import SearchOptions, prepare_study
-    from hpsearch.search.studies import artifact_store, run_trials, worker_study
 
-    log("\n== study overhead: real trials through the objective (SQLite + artifact store) ==")
+    log("\n== study overhead: real trials through hpsearch worker (SQLite + artifact store) ==")
     n_trials, epochs, n_img = (1, 1, 16) if args.quick else (3, 12, 40)
-    data_dir = make_synthetic(tmp / "overhead-data", n=n_img, size=256, seed=1)
     spec = {
         "name": "bench_overhead",
         "metric": "val_dice",
         "space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}},
         "fixed": {
-            "model": {"name": "unet", "kwargs": {"base_width": 4, "depth": 3}},
+            "model": {"name": "unet", "kwargs": SMALL_UNET},
             "train": {"epochs": epochs, "batch_size": 8, "loss": "bce_dice", "gallery_k": 4, "device": "cpu"},
             "data": {"image_size": 256, "augmentation": "basic", "val_fraction": 0.2, "test_fraction": 0.1},
         },
         "sampler": {"name": "random", "seed": 0},
         "pruner": {"name": "none"},
-        "budget": {"n_trials": n_trials},
     }
-    spec_path = tmp / "bench_overhead.yaml"
-    spec_path.write_text(yaml.safe_dump(spec))
-
-    timers = _Timers()
-    timers.wrap(hpsearch.training.runner, "predict_arrays", "gallery_predict_s")
-    timers.wrap(hpsearch.training.fit, "save_checkpoint", "checkpoint_s")
-    timers.wrap(optuna.artifacts, "upload_artifact", "artifact_upload_s")
-    timers.wrap(hpsearch.training.runner, "build_manifest", "manifest_s")
-    timers.wrap(hpsearch.training.runner, "fit", "fit_s")
-    parts: dict[int, dict[str, float]] = {}
-
-    def worker(variant: str) -> tuple[Any, Objective, Any]:
-        opts = SearchOptions(
-            study=str(spec_path),
-            study_name=f"bench_overhead_{variant}",
-            storage=f"sqlite:///{tmp}/overhead.db",
-            data=str(data_dir),
-            out=str(tmp / "runs"),
-            artifacts=str(tmp / "artifacts"),
-        )
-        prep = prepare_study(opts)
-
-        def on_event(event: dict) -> None:
-            if event.get("kind") == "start":
-                timers.totals["_cpu0"] = time.process_time()
-            elif event.get("kind") == "end":
-                timers.totals["trial_cpu_s"] = time.process_time() - timers.totals.pop("_cpu0")
-                parts[id(prep), event["trial"]] = dict(timers.totals)
-                timers.totals.clear()
-
-        ctx = TrialContext(
-            spec=prep.spec,
-            data_dir=prep.data_dir,
-            out_root=prep.out_root,
-            artifact_store=artifact_store(prep.storage_url, opts.artifacts),
-            on_event=on_event,
-        )
-        objective = Objective(ctx)
-        # A worker decodes its data once and reuses it for every trial: keep that out of the trials.
-        objective.data_for(build_trial_config(ctx, {"train.lr": 1e-3}, 0))
-        return (
-            worker_study(prep.study_name, prep.storage, prep.spec, seed_offset=0, budgeted=True),
-            objective,
-            prep,
-        )
-
-    variants = {"current": worker("current")}
-    timers.wrap(hpsearch.training.runner, "save_gallery", "gallery_render_s")
-    timers.wrap(hpsearch.training.runner, "plot_curves", "curves_s")
-    try:
-        for _ in range(n_trials):
-            for study, objective, _ in variants.values():
-                run_trials(study, objective, max_trials=1)
-    finally:
-        timers.restore()
-
-    out: dict[str, Any] = {"epochs": epochs, "images": n_img, "clock": "wall (the objective's own timers)"}
-    for variant, (_, _, prep) in variants.items():
-        study = optuna.load_study(study_name=prep.study_name, storage=prep.storage)
-        trials = []
-        for t in study.get_trials():
-            ua = t.user_attrs
-            if "overhead_s" not in ua:
-                trials.append({"number": t.number, "state": t.state.name, "error": ua.get("fail_reason")})
-                continue
-            row = {
-                "number": t.number,
-                "trial_wall_s": ua["trial_wall_s"],
-                "fit_wall_s": ua["wall_time_s"],
-                "overhead_s": ua["overhead_s"],
-                "record_s": ua["record_s"],
-                "overhead_share": ua["overhead_s"] / ua["trial_wall_s"],
-                **parts.get((id(prep), t.number), {}),
-            }
-            # The same share in CPU seconds of this process: robust to other load on a shared machine.
-            if "trial_cpu_s" in row and "fit_cpu_s" in row:
-                row["overhead_share_cpu"] = 1.0 - row["fit_cpu_s"] / row["trial_cpu_s"]
-            trials.append(row)
-            log(
-                f"  {variant} trial {t.number}: wall {row['trial_wall_s']:.1f} s, "
-                f"overhead {row['overhead_s']:.3f} s ({row['overhead_share']:.2%}; CPU time "
-                f"{row.get('overhead_share_cpu', float('nan')):.2%}); "
-                + ", ".join(
-                    f"{k} {v:.3f}"
-                    for k, v in row.items()
-                    if k.endswith("_s") and "wall" not in k and "cpu" not in k and k != "fit_s"
-                )
-            )
-        shares = [t["overhead_share"] for t in trials if "overhead_share" in t]
-        cpu_shares = [t["overhead_share_cpu"] for t in trials if "overhead_share_cpu" in t]
-        out[variant] = {
-            "median_overhead_share_cpu": median(cpu_shares),
-            "trials": trials,
-            "median_overhead_share": median(shares),
-            "max_overhead_share": max(shares) if shares else float("nan"),
-            # A worker's first trial also pays one-time imports (matplotlib fonts, optuna artifacts).
-            "steady_overhead_share": median(shares[1:]) if len(shares) > 1 else float("nan"),
-        }
+    data_dir = make_synthetic(tmp / "overhead-data", n=n_img, size=256, seed=1)
+    out = run_trials(spec, data_dir, tmp / "overhead", n_trials=n_trials)
+    shares = [t["overhead_share"] for t in out["trials"] if "overhead_share" in t]
+    if len(shares) < n_trials:
+        raise RuntimeError(f"not every trial completed: {out['trials']}")
+    fig["overhead.median_share"] = median(shares)
+    fig["overhead.max_share"] = max(shares)
+    fig["overhead.median_trial_wall_s"] = median(t["trial_wall_s"] for t in out["trials"])
+    fig["overhead.median_record_s"] = median(t["record_s"] for t in out["trials"])
+    for k, v in out["parts_s_per_trial"].items():
+        fig[f"overhead.{k}_s_per_trial"] = v
+    fig["overhead.gallery_calls_per_trial"] = out["calls_per_trial"].get("gallery", 0)
+    for t in out["trials"]:
+        log(f"  trial {t['number']}: wall {t['trial_wall_s']:.1f} s, overhead {t['overhead_s']:.3f} s "
+            f"({t['overhead_share']:.2%}), storage writes {t['record_s']:.3f} s")
+    log("  per trial: " + ", ".join(f"{k} {v:.3f} s" for k, v in out["parts_s_per_trial"].items()))
     return out
-
-
-# -------------------------------------------------------------------------------------------- summary
-def summary(results: dict[str, Any]) -> str:
-    rows: list[list[Any]] = []
-    d = results.get("data")
-    if d:
-        by = {r["pipeline"]: r for r in d["rows"]}
-        base = by[d["baseline"]]["img_per_s"]
-        for name, r in by.items():
-            if name == d["baseline"]:
-                continue
-            rows.append(
-                [f"data: {name}", f"{r['img_per_s']:,.0f} img/s", f"{base:,.0f} img/s", f"{r['ratio']:.1f}x"]
-            )
-    t = results.get("train")
-    if t:
-        rows.append(
-            [
-                "train: fit epoch (train+val), small U-Net",
-                f"{t['epoch_img_per_s']['ours']:.2f} img/s",
-                f"{t['epoch_img_per_s']['naive']:.2f} img/s (naive)",
-                f"{t['epoch_ratio']:.2f}x",
-            ]
-        )
-        rows.append(
-            [
-                "train: validation share of the epoch",
-                f"{t['val_share_of_epoch']['ours']:.1%}",
-                f"{t['val_share_of_epoch']['naive']:.1%} (naive)",
-                "",
-            ]
-        )
-    c = results.get("cbam")
-    if c:
-        u = c["img_per_s"]["unet"]
-        rows.append(
-            [
-                "cbam: fused CBAM U-Net / U-Net",
-                f"{c['img_per_s']['cbam_unet fused']:.2f} img/s",
-                f"{u:.2f} img/s",
-                f"{c['cbam_fused_vs_unet']:.1%}",
-            ]
-        )
-        rows.append(
-            [
-                "cbam: plain CBAM U-Net / U-Net",
-                f"{c['img_per_s']['cbam_unet plain']:.2f} img/s",
-                f"{u:.2f} img/s",
-                f"{c['cbam_plain_vs_unet']:.1%}",
-            ]
-        )
-        tf, tp = c["traffic_per_module"]["fused"], c["traffic_per_module"]["plain"]
-        rows.append(
-            [
-                "cbam: one module's backward, full-size tensor passes",
-                f"{tf['backward_passes']:.1f} ({tf['backward_ops']} ops)",
-                f"{tp['backward_passes']:.1f} ({tp['backward_ops']} ops, plain)",
-                f"{tf['backward_passes'] / tp['backward_passes']:.2f}x",
-            ]
-        )
-    o = results.get("overhead")
-    if o:
-        for variant in ("current",):
-            v = o[variant]
-            rows.append(
-                [
-                    "overhead: overhead_s / trial_wall_s",
-                    f"median {v['median_overhead_share']:.2%} wall, {v['median_overhead_share_cpu']:.2%} CPU",
-                    f"max {v['max_overhead_share']:.2%} wall; later trials {v['steady_overhead_share']:.2%}",
-                    f"{len(v['trials'])} trials",
-                ]
-            )
-    hw = results["hardware"]
-    head = (
-        f"hpsearch CPU benchmarks: {hw['cpu']}, {hw['cpu_cores']} cores, torch {hw['torch']} "
-        f"({hw['torch_threads']} thread(s)), load average at start {hw.get('load_average_1m', '?')}\n\n"
-    )
-    return head + md_table(["measurement", "ours", "baseline", "ratio"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -669,51 +250,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", help="Kvasir-SEG folder (default: HPSEARCH_DATA or ../shared/data/kvasir-seg)")
     ap.add_argument("--out", help="folder for cpu.json and cpu.md")
     ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    ap.add_argument("--quick", action="store_true", help="tiny sizes and one round: a smoke test")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch/OpenCV threads (default 1: rates per core, robust to load)",
-    )
+    ap.add_argument("--quick", action="store_true", help="synthetic data, tiny sizes, one round: a smoke")
+    ap.add_argument("--threads", type=int, default=1, help="torch/OpenCV threads (default 1: rates per core)")
     args = ap.parse_args(argv)
     import cv2
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-
     tmp = Path(tempfile.mkdtemp(prefix="hpsearch-bench-"))
     old_cache = os.environ.get("HPSEARCH_CACHE")
     os.environ["HPSEARCH_CACHE"] = str(tmp / "cache")  # never touch the user's cache
+    command = " ".join(["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
+    res: dict[str, Any] = {"hardware": hardware(), "figures": {}, "details": {}, "command": command}
+    fig = res["figures"]
+    log(f"hardware: {res['hardware']}")
     t0 = time.perf_counter()
-    results: dict[str, Any] = {
-        "hardware": hardware(),
-        "command": "python benchmarks/run.py " + " ".join(argv or sys.argv[1:]),
-    }
-    log(f"hardware: {results['hardware']}")
     try:
-        ds = prepare(args, tmp) if {"data", "train"} & set(args.only) else None
-        if "data" in args.only:
-            results["data"] = bench_data(ds, args)
-        if "train" in args.only:
-            results["train"] = bench_train(ds, args)
+        if {"data", "train"} & set(args.only):
+            real = None if args.quick and not args.data else find_kvasir(args.data)
+            data_dir = real or synthetic_jpeg_dataset(tmp / "synthetic", 48 if args.quick else 240)
+            t1 = time.perf_counter()
+            prepared = prepare(data_dir, official=real is not None)
+            fig["data.cache_build_s"] = time.perf_counter() - t1
+            kind = "Kvasir-SEG official split" if real else "synthetic 576x576 JPEG"
+            res["data"] = f"{kind} at {data_dir}: {len(prepared.train_images)} train / " \
+                          f"{len(prepared.val_images)} val"
+            log(res["data"])
+            if "data" in args.only:
+                bench_data(data_dir, prepared, args, fig)
+            if "train" in args.only:
+                bench_train(data_dir, prepared, args, fig)
         if "cbam" in args.only:
-            results["cbam"] = bench_cbam(args)
+            bench_cbam(args, fig)
         if "overhead" in args.only:
-            results["overhead"] = bench_overhead(args, tmp)
+            res["details"]["overhead"] = bench_overhead(args, tmp, fig)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old_cache is None:
-            os.environ.pop("HPSEARCH_CACHE", None)
-        else:
+        os.environ.pop("HPSEARCH_CACHE")
+        if old_cache is not None:
             os.environ["HPSEARCH_CACHE"] = old_cache
-    results["total_s"] = time.perf_counter() - t0
-    text = summary(results)
+    res["total_s"] = time.perf_counter() - t0
     if args.out:
-        jp, mp = write_results(Path(args.out), "cpu", results, text)
+        jp, mp = write_results(Path(args.out), "cpu", res, "hpsearch CPU benchmarks")
         log(f"\nwrote {jp} and {mp}")
-    log("\n" + text)
-    log(f"({results['total_s']:.0f} s)")
+    log("\n" + "\n".join(f"{k:<48} {v:,.4g}" for k, v in fig.items()))
     return 0
 
 
