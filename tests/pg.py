@@ -96,7 +96,7 @@ def start(args: list[str], log: Path, *, threads: int | None = 1) -> subprocess.
     """Start a process in its own session (so a signal reaches it, and its children, alone).
 
     ``threads`` sets OMP_NUM_THREADS: several torch processes with a thread per core each oversubscribe a
-    small machine badly (docs/workers.md). None leaves it to the process (``run --workers`` sets it).
+    small machine badly (docs/operations.md). None leaves it to the process (``run --workers`` sets it).
     """
     env = dict(os.environ)
     if threads is not None:

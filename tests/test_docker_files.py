@@ -1,4 +1,4 @@
-"""Static checks of the container and scale-out files (docker/, .dockerignore, docs/scale-out.md).
+"""Static checks of the container and scale-out files (docker/, .dockerignore, docs/operations.md).
 
 No Docker engine is needed. Tools that may be missing (docker-compose, the docker compose plugin, hadolint,
 shellcheck) make only their own test skip.
@@ -27,7 +27,7 @@ ENV_EXAMPLE = DOCKER / ".env.example"
 DOCKERFILE = DOCKER / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SBATCH = DOCKER / "slurm" / "hpsearch-array.sbatch"
-SCALE_OUT = ROOT / "docs" / "scale-out.md"
+SCALE_OUT = ROOT / "docs" / "operations.md"
 README = DOCKER / "README.md"
 
 # A password in a URL: scheme://user:PASSWORD@host
@@ -679,12 +679,12 @@ def test_scale_out_snippets_match_the_files():
     sbatch = SBATCH.read_text(encoding="utf-8").splitlines()
     for line in doc.splitlines():
         if line.startswith(("#SBATCH", "srun ")):
-            assert line in sbatch, f"docs/scale-out.md shows a line the sbatch file lacks: {line}"
+            assert line in sbatch, f"docs/operations.md shows a line the sbatch file lacks: {line}"
 
     job = _named("Job", "hpsearch-worker")
     snippets = [yaml.safe_load(s) for s in _fenced(doc, "yaml")]
     indexed = [s for s in snippets if s.get("spec", {}).get("completionMode") == "Indexed"]
-    assert indexed, "docs/scale-out.md has no Indexed Job snippet"
+    assert indexed, "docs/operations.md has no Indexed Job snippet"
     for snippet in indexed:
         assert _is_subset(snippet, job), "the Indexed Job snippet differs from docker/k8s/worker-job.yaml"
 
