@@ -86,3 +86,16 @@ def test_gpu_script_smoke_on_cpu_measures_every_figure(tmp_path: Path) -> None:
     assert (tmp_path / "trial_curves.png").stat().st_size > 0
     md = (tmp_path / "gpu.md").read_text()
     assert all(f"## {s}" in md for s in ("steps", "pipeline", "report", "trial")), md
+
+
+def test_laptop_benchmark_quick_pass_compares_fit_with_a_bare_loop(tmp_path: Path) -> None:
+    out = _run(["benchmarks/laptop.py", "--quick"], tmp_path, "laptop.json")
+    fig = out["figures"]
+    _check_figures(fig, [f"laptop.{k}" for k in ("fit_img_per_s", "bare_img_per_s", "fit_vs_bare",
+                                                 "epoch_s", "trial_25_epochs_min", "val_share")])
+    from hpsearch.training.scale import SCALES
+
+    laptop = SCALES.get("laptop")
+    assert (fig["laptop.image_size"], fig["laptop.base_width"]) == (laptop.max_image_size, 64 // 4)
+    assert fig["laptop.fit_vs_bare"] == fig["laptop.fit_img_per_s"] / fig["laptop.bare_img_per_s"]
+    assert fig["laptop.trial_25_epochs_min"] == fig["laptop.epoch_s"] * 25 / 60
