@@ -1,0 +1,71 @@
+"""The short note each finished trial carries in optuna-dashboard: what set it apart and how it ended."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hpsearch.training.progress import format_duration
+
+_NOTE_LIMIT = 12  # differing settings listed before "and N more"
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def config_differences(config: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted paths whose value in ``config`` differs from ``reference`` (the study's fixed part, resolved).
+
+    Paths that are different in every trial by construction (seed, data path, provenance) are left out.
+    """
+    skip = ("train.seed", "data.path", "provenance")
+    mine, ref = _flatten(config), _flatten(reference)
+    return {
+        k: v for k, v in sorted(mine.items()) if ref.get(k, object()) != v and not k.startswith(skip)
+    }
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def trial_note(
+    *,
+    state: str,
+    metric: str,
+    differences: Mapping[str, Any],
+    best_value: float | None = None,
+    best_epoch: int | None = None,
+    epochs_run: int | None = None,
+    epochs: int | None = None,
+    wall_s: float | None = None,
+    reason: str | None = None,
+) -> str:
+    """Markdown for the dashboard's note: outcome line, then the settings that differ from the study's fixed
+    part, so a person reading one trial sees what was tried without opening its config."""
+    head = f"**{state}**"
+    if best_value is not None and best_epoch:
+        head += f" · best {metric} {best_value:.4f} at epoch {best_epoch}"
+    if epochs_run is not None and epochs:
+        head += f" · ran {epochs_run}/{epochs} epochs"
+    if wall_s is not None:
+        head += f" · wall {format_duration(wall_s)}"
+    lines = [head]
+    if reason:
+        lines.append(f"\n{'Pruned' if state == 'PRUNED' else 'Why'}: {reason}")
+    items = list(differences.items())
+    if items:
+        shown = ", ".join(f"`{k}={_fmt(v)}`" for k, v in items[:_NOTE_LIMIT])
+        more = f" and {len(items) - _NOTE_LIMIT} more" if len(items) > _NOTE_LIMIT else ""
+        lines.append(f"\nDiffers from the study's fixed settings: {shown}{more}")
+    else:
+        lines.append("\nThe study's fixed settings, unchanged.")
+    return "\n".join(lines) + "\n"
