@@ -1,0 +1,132 @@
+"""What a study will cost, said before its first trial: measured step times turned into trial and study time.
+
+The rate comes from ``hpsearch.training.estimate.measure_cost`` on a representative trial of the study (the
+middle of every searched range), so it reflects the model, image size, batch size and device actually used.
+Nothing is refused: on a machine where the study would take days, the text says so and how to make it fit.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from hpsearch.search.spec import CategoricalParam, FloatParam, IntParam, Param, StudySpec
+from hpsearch.training.estimate import CostEstimate
+from hpsearch.training.progress import format_duration
+
+_DAY = 86400.0
+
+
+def representative_params(space: dict[str, Param]) -> dict[str, Any]:
+    """A typical trial: the middle choice of each categorical, the (geometric) middle of each range."""
+    values: dict[str, Any] = {}
+    for name, p in space.items():
+        if p.when and any(values.get(dep) != want for dep, want in p.when.items()):
+            continue
+        if isinstance(p, CategoricalParam):
+            values[name] = p.choices[len(p.choices) // 2]
+        elif isinstance(p, FloatParam):
+            values[name] = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
+        elif isinstance(p, IntParam):
+            mid = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
+            values[name] = p.low + round((mid - p.low) / p.step) * p.step
+    return values
+
+
+def epoch_choices(spec: StudySpec, fixed_epochs: int) -> list[int]:
+    """Every training length a trial of ``spec`` can have (the fixed one when the length is not searched)."""
+    p = spec.space.get("train.epochs")
+    if isinstance(p, CategoricalParam):
+        return sorted(int(c) for c in p.choices if c is not None)
+    if isinstance(p, IntParam):
+        return [p.low, p.high] if p.low != p.high else [p.low]
+    return [fixed_epochs]
+
+
+@dataclass(frozen=True)
+class StudyCost:
+    """Seconds a study's trials take at a measured rate."""
+
+    cost: CostEstimate
+    epochs: list[int]
+    n_trials: int | None
+    timeout_s: float | None
+    workers: int = 1
+
+    @property
+    def longest_trial_s(self) -> float:
+        return self.cost.run_s(max(self.epochs))
+
+    @property
+    def typical_trial_s(self) -> float:
+        return self.cost.run_s(int(statistics.median(self.epochs)))
+
+    @property
+    def unpruned_study_s(self) -> float | None:
+        """All budgeted trials run to the end, spread over the workers (pruning only shortens this)."""
+        if self.n_trials is None:
+            return None
+        mean_epochs = statistics.mean(self.epochs)
+        return self.n_trials * self.cost.run_s(math.ceil(mean_epochs)) / max(1, self.workers)
+
+    @property
+    def expected_s(self) -> float | None:
+        """When the study stops: its time budget, or its unpruned trial budget if that comes first."""
+        options = [s for s in (self.timeout_s, self.unpruned_study_s) if s is not None]
+        return min(options) if options else None
+
+
+def describe(study: StudyCost, *, scale: str, hint_flags: list[str]) -> list[str]:
+    """The lines printed before the first trial. ``hint_flags`` are the ways to make a slow study fit."""
+    c = study.cost
+    lines = [
+        f"cost estimate on {c.device} at scale '{scale}' (measured: a few real training steps and a "
+        f"validation slice, {c.image_size}² images, batch {c.batch_size}):",
+        f"  1 epoch ≈ {format_duration(c.s_per_epoch)} ({c.n_train} training images at "
+        f"{c.train_img_per_s:.1f} img/s + {format_duration(c.val_s)} validating {c.n_val})",
+    ]
+    lengths = sorted(set(study.epochs))
+    per_len = ", ".join(f"{e} epochs ≈ {format_duration(c.run_s(e))}" for e in lengths)
+    lines.append(f"  a trial: {per_len}")
+    full = study.unpruned_study_s
+    if full is not None:
+        lines.append(
+            f"  the study: {study.n_trials} trials ≈ {format_duration(full)} if none is pruned"
+            + (f" ({study.workers} workers)" if study.workers > 1 else "")
+        )
+    if study.timeout_s is not None:
+        lines.append(
+            f"  --timeout {format_duration(study.timeout_s)}: the study stops then (a running trial is "
+            "stopped at the deadline and recorded as pruned)"
+        )
+    expected = study.expected_s
+    if expected is not None and expected > _DAY:
+        lines.append(
+            f"  this will take {format_duration(expected)} (days) on this machine. To make it fit: "
+            + "; ".join(hint_flags)
+            + ". Starting anyway: you decide."
+        )
+    elif study.longest_trial_s > 6 * 3600:
+        lines.append(f"  the longest trial alone takes {format_duration(study.longest_trial_s)}: "
+                     + "; ".join(hint_flags))
+    return lines
+
+
+def fit_hints(*, device_type: str, scale: str, epochs_searched: bool) -> list[str]:
+    """How to make a study fit this machine, most effective first."""
+    hints = []
+    if scale == "full":
+        from hpsearch.training.scale import SCALES
+
+        hints.append(f"--scale laptop ({SCALES.get('laptop').summary})")
+    if device_type == "cpu":
+        hints.append("a GPU (CUDA or Apple MPS)")
+    hints.append(
+        "--timeout SECONDS (stop after a wall-time budget)"
+        if epochs_searched
+        else "--max-epochs N (shorter trials)"
+    )
+    hints.append("--n-trials N (fewer trials)")
+    return hints
