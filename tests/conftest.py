@@ -1,5 +1,5 @@
-"""Shared fixtures: a small synthetic dataset, the real Kvasir-SEG folder (or a skip), an isolated cache, the CLI
-runner, a template SQLite database, and storage URLs of every kind the search runs on."""
+"""Shared fixtures: a small synthetic dataset, the real Kvasir-SEG folder (or a skip), an isolated cache, the
+CLI runner, a template SQLite database, and storage URLs of every kind the search runs on."""
 
 from __future__ import annotations
 
