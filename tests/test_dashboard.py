@@ -24,7 +24,8 @@ from PIL import Image
 
 from hpsearch.errors import StorageError
 from hpsearch.results.dashboard import dashboard_url, exposure_warning, is_loopback, serve_dashboard
-from hpsearch.search.studies import ARTIFACTS_ENV, artifact_store
+from hpsearch.cli.options import ARTIFACTS_ENV
+from hpsearch.search.storage import artifact_store
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

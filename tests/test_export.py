@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from hpsearch.errors import ConfigError, StorageError
 from hpsearch.results.export import best_trial_summary, export_best
-from hpsearch.search.studies import SPEC_ATTR
+from hpsearch.search.keys import SPEC as SPEC_ATTR
 from hpsearch.training.config import RunConfig, load_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hpsearch.results.report import build_report, cost_to_target, format_value, write_report
-from hpsearch.search.studies import SPEC_ATTR
+from hpsearch.search.keys import SPEC as SPEC_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
