@@ -22,9 +22,9 @@ from pg import free_port, get_json
 from pg import http_get as get
 from PIL import Image
 
+from hpsearch.cli.options import ARTIFACTS_ENV
 from hpsearch.errors import StorageError
 from hpsearch.results.dashboard import dashboard_url, exposure_warning, is_loopback, serve_dashboard
-from hpsearch.cli.options import ARTIFACTS_ENV
 from hpsearch.search.storage import artifact_store
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
