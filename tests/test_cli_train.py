@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from hpsearch.cli import app
-
-runner = CliRunner()
 
 TINY = {
     "data": {"image_size": 64, "augmentation": "basic", "val_fraction": 0.25, "test_fraction": 0.15},
@@ -20,36 +16,22 @@ TINY = {
 }
 
 
-def test_config_in_metrics_json_reproduces_the_run(synth_data: Path, tmp_path: Path) -> None:
+def test_config_in_metrics_json_reproduces_the_run(synth_data: Path, tmp_path: Path, invoke) -> None:
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
-    first = runner.invoke(
-        app, ["train", "--config", str(cfg), "--data", str(synth_data), "--out", str(tmp_path / "a")]
-    )
+    first = invoke("train", "--config", cfg, "--data", synth_data, "--out", tmp_path / "a")
     assert first.exit_code == 0, first.output
     a = json.loads((tmp_path / "a/metrics.json").read_text())
     again = tmp_path / "again.yaml"
     again.write_text(yaml.safe_dump(a["config"]))  # the resolved config, data path included
-    second = runner.invoke(app, ["train", "--config", str(again), "--out", str(tmp_path / "b")])
+    second = invoke("train", "--config", again, "--out", tmp_path / "b")
     assert second.exit_code == 0, second.output
     b = json.loads((tmp_path / "b/metrics.json").read_text())
     assert [h["val_dice"] for h in a["history"]] == [h["val_dice"] for h in b["history"]]
     assert a["config"] == b["config"]
 
-    res = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--checkpoint",
-            str(tmp_path / "a/best.pt"),
-            "--out",
-            str(tmp_path / "e"),
-            "--split",
-            "all",
-            "--k",
-            "3",
-        ],
-    )
+    res = invoke("evaluate", "--checkpoint", tmp_path / "a/best.pt", "--out", tmp_path / "e",
+                 "--split", "all", "--k", 3)
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "e/metrics.json").read_text())
     assert m["n"] == 24 and m["split"] == "all" and m["iou_mean"] <= m["dice_mean"]
@@ -66,16 +48,46 @@ def test_config_in_metrics_json_reproduces_the_run(synth_data: Path, tmp_path: P
         ({"model": {"name": "unet", "kwargs": {"depth": 0}}}, "model.kwargs"),
     ],
 )
-def test_bad_config_is_one_line_naming_the_field(tmp_path: Path, patch: dict, field: str) -> None:
+def test_bad_config_is_one_line_naming_the_field(tmp_path: Path, patch: dict, field: str, invoke) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(patch))
-    res = runner.invoke(app, ["train", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    res = invoke("train", "--config", cfg, "--out", tmp_path / "o")
     assert res.exit_code == 2, res.output
     text = " ".join(res.output.split())
     assert f"'{field}'" in text and "Traceback" not in res.output
     assert not (tmp_path / "o").exists()
 
 
-def test_evaluate_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "nope.pt")])
+def test_evaluate_missing_checkpoint_is_one_line(tmp_path: Path, invoke) -> None:
+    res = invoke("evaluate", "--checkpoint", tmp_path / "nope.pt")
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["evaluate", "--checkpoint", "x.pt", "--split", "holdout"], "--split"),
+        (["export", "--format", "xml"], "--format"),
+        (["reproduce", "--compile", "sometimes"], "--compile"),
+    ],
+)
+def test_a_choice_outside_its_list_is_a_usage_error_naming_the_choices(
+    args: list[str], option: str, invoke
+) -> None:
+    res = invoke(*args)
+    assert res.exit_code == 2 and option in res.output and "Traceback" not in res.output, res.output
+    assert args[-1] in res.output
+
+
+def test_cli_choices_are_the_librarys() -> None:
+    """The CLI declares its choices; they must stay the values the library accepts."""
+    from hpsearch.cli.options import CompileMode, EvalSplit, ExportFormat
+    from hpsearch.results.export import export_best
+    from hpsearch.training.config import TrainConfig
+    from hpsearch.training.evaluate import SplitName
+
+    fmt = typing.get_type_hints(export_best)["fmt"]
+    assert {m.value for m in ExportFormat} == set(typing.get_args(fmt))
+    assert {m.value for m in EvalSplit} == set(typing.get_args(SplitName))
+    compile_modes = typing.get_args(TrainConfig.model_fields["compile"].annotation)
+    assert {m.value for m in CompileMode} == set(compile_modes)

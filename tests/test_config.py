@@ -81,10 +81,10 @@ def test_compile_accepts_yaml_1_1_booleans(tmp_path: Path, word: str, expected: 
     p = tmp_path / "c.yaml"
     p.write_text(f"train:\n  compile: {word}\n")
     assert load_config(p).train.compile == expected
-    from hpsearch.search.service import parse_overrides
-    from hpsearch.search.spec import resolve_config
+    from hpsearch.search.options import parse_overrides
+    from hpsearch.training.config import resolve_run_config
 
-    cfg = resolve_config({}, parse_overrides([f"train.compile={word}"]), source="--set")
+    cfg = resolve_run_config({}, overrides=parse_overrides([f"train.compile={word}"]), source="--set")
     assert cfg.train.compile == expected
 
 

@@ -23,6 +23,7 @@ from pg import free_port, get_json
 from pg import http_get as get
 from PIL import Image
 
+from hpsearch.cli.options import ARTIFACTS_ENV
 from hpsearch.errors import ConfigError, StorageError
 from hpsearch.results.dashboard import (
     dashboard_url,
@@ -33,7 +34,7 @@ from hpsearch.results.dashboard import (
     serve_dashboard,
 )
 from hpsearch.search import keys
-from hpsearch.search.studies import ARTIFACTS_ENV, artifact_store, make_storage
+from hpsearch.search.storage import artifact_store, make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

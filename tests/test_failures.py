@@ -12,41 +12,30 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 import sqlalchemy.exc
-from pg import hpsearch, pg_database, running_mid_trial, start, stop, trials, wait_for, write_study
-from typer.testing import CliRunner
+from pg import hpsearch, running_mid_trial, start, stop, trials, wait_for, write_study
 
-import hpsearch.search.studies as studies
-from hpsearch.cli import app
+import hpsearch.search.storage as storage_mod
+import hpsearch.search.worker as worker
 from hpsearch.errors import StorageError
+from hpsearch.search import keys
+from hpsearch.search.lifecycle import count_tickets, create_or_load_study
 from hpsearch.search.spec import load_study_spec
-from hpsearch.search.studies import INTERRUPTED, TICKET_ATTR
+from hpsearch.search.worker import INTERRUPTED
 
-runner = CliRunner()
 TrialState = optuna.trial.TrialState
 
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
 
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/study.db"
-    else:
-        with pg_database() as url:
-            yield url
-
-
+@pytest.mark.subprocess
 def test_worker_killed_mid_trial_is_failed_retried_and_the_budget_holds(
-    storage_url: str, tmp_path: Path, synth_data: Path
+    shared_storage_url: str, tmp_path: Path, synth_data: Path, invoke
 ) -> None:
+    storage_url = shared_storage_url
     study_file = write_study(tmp_path)
     res = invoke("create", "--study", study_file, "--storage", storage_url, "--data", synth_data)
     assert res.exit_code == 0, res.output
@@ -75,12 +64,12 @@ def test_worker_killed_mid_trial_is_failed_retried_and_the_budget_holds(
     final = trials(storage_url)
     by_number = {t.number: t for t in final}
     assert by_number[victim.number].state == TrialState.FAIL
-    retries = [t for t in final if t.system_attrs.get("failed_trial") == victim.number]
+    retries = [t for t in final if t.system_attrs.get(keys.FAILED_TRIAL) == victim.number]
     assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in final]
     retry = retries[0]
     assert retry.state == TrialState.COMPLETE and retry.value is not None
     assert retry.params == victim.params  # a retry re-runs the same point
-    assert retry.user_attrs["worker"] == "1"
+    assert retry.user_attrs[keys.WORKER] == "1"
     # The budget (3) holds: 3 finished trials + the one that died, nothing waiting or running.
     states = [t.state for t in final]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3
@@ -90,9 +79,10 @@ def test_worker_killed_mid_trial_is_failed_retried_and_the_budget_holds(
                  "--n-trials", 4)
     assert res.exit_code == 0, res.output
     waiting = [t for t in trials(storage_url) if t.state == TrialState.WAITING]
-    assert len(waiting) == 1 and waiting[0].user_attrs[TICKET_ATTR]
+    assert len(waiting) == 1 and waiting[0].user_attrs[keys.TICKET]
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_fails_the_trial_says_how_to_resume_and_the_rerun_completes_the_budget(
     tmp_path: Path, synth_data: Path
 ) -> None:
@@ -116,7 +106,7 @@ def test_ctrl_c_fails_the_trial_says_how_to_resume_and_the_rerun_completes_the_b
     after = {t.number: t for t in trials(url)}
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
     assert after[victim.number].state == TrialState.FAIL
-    assert after[victim.number].user_attrs["fail_reason"] == INTERRUPTED == "interrupted (Ctrl-C)"
+    assert after[victim.number].user_attrs[keys.FAIL_REASON] == INTERRUPTED == "interrupted (Ctrl-C)"
 
     # The printed command is the way back: it keeps the budget and the overrides.
     assert hint.startswith("hpsearch run ") and "--n-trials 2" in hint and "train.epochs=15" in hint, hint
@@ -126,10 +116,11 @@ def test_ctrl_c_fails_the_trial_says_how_to_resume_and_the_rerun_completes_the_b
     states = [t.state for t in final]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states
-    rerun = [t for t in final if t.system_attrs.get("failed_trial") == victim.number]
+    rerun = [t for t in final if t.system_attrs.get(keys.FAILED_TRIAL) == victim.number]
     assert len(rerun) == 1 and rerun[0].params == victim.params and rerun[0].state == TrialState.COMPLETE
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_on_run_with_workers_stops_every_worker_cleanly(tmp_path: Path, synth_data: Path) -> None:
     url = f"sqlite:///{tmp_path}/c2.db"
     cmd = hpsearch("run", "--study", write_study(tmp_path), "--storage", url, "--data", synth_data,
@@ -154,8 +145,8 @@ def test_ctrl_c_on_run_with_workers_stops_every_worker_cleanly(tmp_path: Path, s
     final = trials(url)
     assert TrialState.RUNNING not in [t.state for t in final]
     stopped = [t for t in final if t.state == TrialState.FAIL]
-    assert len(stopped) >= 2 and all(t.user_attrs["fail_reason"] == INTERRUPTED for t in stopped)
-    requeued = {t.system_attrs.get("failed_trial") for t in final if t.state == TrialState.WAITING}
+    assert len(stopped) >= 2 and all(t.user_attrs[keys.FAIL_REASON] == INTERRUPTED for t in stopped)
+    requeued = {t.system_attrs.get(keys.FAILED_TRIAL) for t in final if t.state == TrialState.WAITING}
     assert {t.number for t in stopped} <= requeued
 
 
@@ -173,7 +164,7 @@ BAD_STORAGE = [
 @pytest.mark.parametrize("command", ["run", "worker"])
 @pytest.mark.parametrize(("url", "expected"), BAD_STORAGE, ids=[u.split(":")[0] for u, _ in BAD_STORAGE])
 def test_bad_storage_gives_one_line_exit_2_and_never_the_password(
-    command: str, url: str, expected: list[str], tmp_path: Path, synth_data: Path
+    command: str, url: str, expected: list[str], tmp_path: Path, synth_data: Path, invoke
 ) -> None:
     url = url.replace("{tmp}", str(tmp_path))
     t0 = time.monotonic()
@@ -189,7 +180,7 @@ def test_bad_storage_gives_one_line_exit_2_and_never_the_password(
 
 
 def test_password_is_masked_when_the_storage_url_comes_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synth_data: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synth_data: Path, invoke
 ) -> None:
     monkeypatch.setenv("HPSEARCH_STORAGE", "postgresql+psycopg://bob:s3cret@127.0.0.1:1/hpsearch")
     res = invoke("create", "--study", "smoke", "--data", synth_data)
@@ -208,7 +199,7 @@ def corrupt_data(tmp_path: Path, synth_data: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("command", ["run", "worker"])
 def test_corrupt_data_aborts_before_any_study_or_trial(
-    command: str, corrupt_data: tuple[Path, Path], tmp_path: Path
+    command: str, corrupt_data: tuple[Path, Path], tmp_path: Path, invoke
 ) -> None:
     data, victim = corrupt_data
     db = tmp_path / "d.db"
@@ -216,15 +207,12 @@ def test_corrupt_data_aborts_before_any_study_or_trial(
                  "--out", tmp_path / "runs")
     assert res.exit_code == 2, res.output
     assert victim.name in res.output and "Traceback" not in res.output, res.output
-    if command == "run":
-        assert not db.exists()  # data is checked before the storage is even opened
-    else:  # a worker first looks the study up in storage: the file may exist, but holds no study
-        assert not db.exists() or optuna.get_all_study_names(f"sqlite:///{db}") == []
+    assert not db.exists()  # a study file's data is checked before the storage is even opened
     assert not (tmp_path / "runs").exists()
 
 
 def test_corrupt_data_stops_a_joining_worker_before_it_claims_a_trial(
-    corrupt_data: tuple[Path, Path], tmp_path: Path, synth_data: Path
+    corrupt_data: tuple[Path, Path], tmp_path: Path, synth_data: Path, invoke
 ) -> None:
     data, victim = corrupt_data
     url = f"sqlite:///{tmp_path}/j.db"
@@ -238,7 +226,7 @@ def test_corrupt_data_stops_a_joining_worker_before_it_claims_a_trial(
 
 def _flaky_ask(monkeypatch: pytest.MonkeyPatch, fail_calls: set[int]) -> None:
     """Make claiming a trial raise what a dropped PostgreSQL connection raises, after the claim committed."""
-    real_ask = studies._WorkerStudy.ask
+    real_ask = worker.WorkerStudy.ask
     calls = {"n": 0}
 
     def ask(self, fixed_distributions=None):
@@ -250,14 +238,14 @@ def _flaky_ask(monkeypatch: pytest.MonkeyPatch, fail_calls: set[int]) -> None:
             )
         return trial
 
-    monkeypatch.setattr(studies._WorkerStudy, "ask", ask)
+    monkeypatch.setattr(worker.WorkerStudy, "ask", ask)
 
 
-def _budgeted_smoke_study(tmp_path: Path, n_trials: int) -> optuna.Study:
+def _budgeted_smoke_study(url: str, n_trials: int) -> optuna.Study:
     spec = load_study_spec("smoke")
-    storage = studies.make_storage(f"sqlite:///{tmp_path}/e.db")
-    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=n_trials)
-    return studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
+    storage = storage_mod.make_storage(url)
+    create_or_load_study(spec, storage, split_hash="h", n_trials=n_trials)
+    return worker.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
 
 
 def _objective(trial: optuna.Trial) -> float:
@@ -265,55 +253,55 @@ def _objective(trial: optuna.Trial) -> float:
 
 
 def test_a_storage_error_while_claiming_a_trial_fails_and_requeues_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study = _budgeted_smoke_study(tmp_path, 3)
+    study = _budgeted_smoke_study(storage_url, 3)
     _flaky_ask(monkeypatch, {1})
-    summary = studies.run_trials(study, _objective)
+    summary = worker.run_trials(study, _objective)
     final = study.get_trials()
     # The claimed trial is not left RUNNING (it had no heartbeat yet: it would never go stale) ...
     assert final[0].state == TrialState.FAIL
-    reason = final[0].user_attrs["fail_reason"]
+    reason = final[0].user_attrs[keys.FAIL_REASON]
     assert reason.startswith("storage error: ") and "terminating connection" in reason
     # ... and its ticket is re-run, so the budget is still spent exactly.
     assert [t.state for t in final[1:]] == [TrialState.COMPLETE] * 3
-    assert final[3].system_attrs["failed_trial"] == 0 and summary.trials == [1, 2, 3]
-    assert studies.count_tickets(study) == 3
+    assert final[3].system_attrs[keys.FAILED_TRIAL] == 0 and summary.trials == [1, 2, 3]
+    assert count_tickets(study) == 3
 
 
 def test_a_storage_that_keeps_failing_ends_the_worker_with_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study = _budgeted_smoke_study(tmp_path, 5)
+    study = _budgeted_smoke_study(storage_url, 5)
     _flaky_ask(monkeypatch, {1, 2, 3, 4, 5})
     with pytest.raises(StorageError, match="storage keeps failing"):
-        studies.run_trials(study, _objective)
+        worker.run_trials(study, _objective)
     assert TrialState.RUNNING not in [t.state for t in study.get_trials()]
 
 
-def _two_workers_one_beat(tmp_path: Path, n_trials: int) -> tuple[Any, optuna.Trial, Any]:
+def _two_workers_one_beat(url: str, n_trials: int, grace: int = 2) -> tuple[Any, optuna.Trial, Any]:
     """A budgeted smoke study with fast heartbeats; one worker has claimed a trial that has beaten once."""
     spec = load_study_spec("smoke")
-    opts = studies.StorageOptions(heartbeat_interval=1, grace_period=2)
-    storage = studies.make_storage(f"sqlite:///{tmp_path}/hb.db", opts)
-    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=n_trials)
-    first = studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
+    opts = storage_mod.StorageOptions(heartbeat_interval=1, grace_period=grace)
+    storage = storage_mod.make_storage(url, opts)
+    create_or_load_study(spec, storage, split_hash="h", n_trials=n_trials)
+    first = worker.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
     claimed = first.ask()
     claimed.suggest_float("train.lr", 1e-4, 0.3, log=True)
     storage.record_heartbeat(claimed._trial_id)
-    second = studies.worker_study("smoke", storage, spec, seed_offset=1, budgeted=True)
+    second = worker.worker_study("smoke", storage, spec, seed_offset=1, budgeted=True)
     return storage, claimed, second
 
 
-def test_a_trial_that_dies_as_the_budget_runs_out_is_still_retried(tmp_path: Path) -> None:
+def test_a_trial_that_dies_as_the_budget_runs_out_is_still_retried(storage_url: str) -> None:
     """The last ticket is claimed while another worker's trial has just gone silent (not yet stale): the
     worker must wait for it to go stale and re-run it instead of leaving it RUNNING."""
-    _, victim, live = _two_workers_one_beat(tmp_path, 2)  # the victim beat once, then its worker "died"
+    _, victim, live = _two_workers_one_beat(storage_url, 2)  # the victim beat once, then its worker "died"
     t0 = time.monotonic()
-    summary = studies.run_trials(live, _objective)
+    summary = worker.run_trials(live, _objective)
     final = live.get_trials()
     assert final[victim.number].state == TrialState.FAIL
-    retries = [t for t in final if t.system_attrs.get("failed_trial") == victim.number]
+    retries = [t for t in final if t.system_attrs.get(keys.FAILED_TRIAL) == victim.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == final[victim.number].params
     assert sorted(summary.trials) == sorted(t.number for t in final if t.number != victim.number)
@@ -321,26 +309,27 @@ def test_a_trial_that_dies_as_the_budget_runs_out_is_still_retried(tmp_path: Pat
 
 
 def test_a_worker_does_not_idle_behind_trials_that_are_alive(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, running, live = _two_workers_one_beat(tmp_path, 2)
+    # A long grace period: Optuna's own stale check (at the start of each trial) must not fail it either.
+    _, running, live = _two_workers_one_beat(storage_url, 2, grace=60)
     # Its worker keeps beating: every look finds a fresh heartbeat.
-    monkeypatch.setattr(studies, "heartbeat_ages", lambda *_: {running._trial_id: 0.2})
+    monkeypatch.setattr(worker, "heartbeat_ages", lambda *_: {running._trial_id: 0.2})
     t0 = time.monotonic()
-    studies.run_trials(live, _objective)
+    worker.run_trials(live, _objective)
     assert time.monotonic() - t0 < 5
     assert live.get_trials()[running.number].state == TrialState.RUNNING  # left to its own worker
 
 
-def test_heartbeat_ages_reads_running_trials_only(tmp_path: Path) -> None:
+def test_heartbeat_ages_reads_running_trials_only(storage_url: str) -> None:
     spec = load_study_spec("smoke")
-    opts = studies.StorageOptions(heartbeat_interval=1)
-    storage = studies.make_storage(f"sqlite:///{tmp_path}/ages.db", opts)
-    studies.create_or_load_study(spec, storage, split_hash="h", n_trials=3)
-    w = studies.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
+    opts = storage_mod.StorageOptions(heartbeat_interval=1)
+    storage = storage_mod.make_storage(storage_url, opts)
+    create_or_load_study(spec, storage, split_hash="h", n_trials=3)
+    w = worker.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
     a, b = w.ask(), w.ask()
     storage.record_heartbeat(a._trial_id)
     storage.record_heartbeat(b._trial_id)
     w.tell(b, 0.5)
-    ages = studies.heartbeat_ages(storage, w._study_id)
+    ages = storage_mod.heartbeat_ages(storage, w._study_id)
     assert list(ages) == [a._trial_id] and 0 <= ages[a._trial_id] < 5

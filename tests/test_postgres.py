@@ -26,19 +26,13 @@ from pg import (
     wait_for,
     write_study,
 )
-from typer.testing import CliRunner
 
-from hpsearch.cli import app
+from hpsearch.search import keys
 
-pytestmark = pytest.mark.postgres
-runner = CliRunner()
+pytestmark = [pytest.mark.postgres, pytest.mark.subprocess]
 TrialState = optuna.trial.TrialState
 
 POOL_SIZE, MAX_OVERFLOW = 2, 2  # what make_storage gives a PostgreSQL engine
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 class ConnectionSampler(threading.Thread):
@@ -74,7 +68,7 @@ class ConnectionSampler(threading.Thread):
 
 
 def test_8_workers_spend_the_budget_exactly_with_at_most_4_connections_each(
-    tmp_path: Path, synth_data: Path
+    tmp_path: Path, synth_data: Path, invoke
 ) -> None:
     n_trials, n_workers = 24, 8
     with pg_database() as url:
@@ -120,12 +114,12 @@ def test_8_workers_spend_the_budget_exactly_with_at_most_4_connections_each(
 
     assert len(final) == n_trials
     assert sorted(t.number for t in final) == list(range(n_trials))  # Optuna's numbering held up
-    reasons = [t.user_attrs.get("fail_reason") for t in final if t.state == TrialState.FAIL]
+    reasons = [t.user_attrs.get(keys.FAIL_REASON) for t in final if t.state == TrialState.FAIL]
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, reasons
     assert all(t.value is not None for t in final if t.state == TrialState.COMPLETE)
     lrs = [t.params["train.lr"] for t in final]
     assert len(set(lrs)) == n_trials, "two trials drew the same learning rate"
-    assert len({t.user_attrs["worker"] for t in final}) >= 4  # the work really was shared
+    assert len({t.user_attrs[keys.WORKER] for t in final}) >= 4  # the work really was shared
     # Connection budget: pool_size + max_overflow per worker, heartbeat thread included.
     assert len(per_worker) == n_workers, sampler.peak
     assert max(per_worker.values()) <= POOL_SIZE + MAX_OVERFLOW, per_worker
@@ -158,7 +152,7 @@ def test_workers_started_together_on_an_empty_database_create_one_study_and_one_
 
 
 def test_workers_ride_out_a_server_restart_and_keep_completed_trials(
-    tmp_path: Path, synth_data: Path
+    tmp_path: Path, synth_data: Path, invoke
 ) -> None:
     n_trials = 6
     study_file = write_study(tmp_path, budget={"n_trials": n_trials})

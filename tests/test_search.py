@@ -9,21 +9,15 @@ import optuna
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from hpsearch.cli import app
 from hpsearch.errors import NonFiniteLossError
+from hpsearch.search import keys
 
-runner = CliRunner()
 N_TRIALS = 6
 
 
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> dict:
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, synth_data: Path, invoke) -> dict:
     root = tmp_path_factory.mktemp("smoke")
     storage = f"sqlite:///{root}/s.db"
     with pytest.MonkeyPatch.context() as mp:
@@ -84,7 +78,7 @@ def test_every_trial_is_recorded_with_curves_attrs_and_artifact(smoke_run: dict)
     assert spec["name"] == "smoke" and study.user_attrs["data_split_hash"]
 
 
-def test_rerun_resumes_and_budget_is_total(smoke_run: dict) -> None:
+def test_rerun_resumes_and_budget_is_total(smoke_run: dict, invoke) -> None:
     args = [
         "run",
         "--study",
@@ -105,7 +99,7 @@ def test_rerun_resumes_and_budget_is_total(smoke_run: dict) -> None:
     assert len(load(smoke_run["storage"]).trials) == N_TRIALS + 1
 
 
-def test_resume_with_changed_space_is_refused_unless_forced(smoke_run: dict, tmp_path: Path) -> None:
+def test_resume_with_changed_space_is_refused_unless_forced(smoke_run: dict, tmp_path: Path, invoke) -> None:
     from hpsearch.search.spec import builtin_studies
 
     spec = yaml.safe_load(builtin_studies()["smoke"].read_text())
@@ -130,7 +124,7 @@ def test_resume_with_changed_space_is_refused_unless_forced(smoke_run: dict, tmp
     assert invoke(*args, "--force").exit_code == 0
 
 
-def test_export_then_train_reproduces_the_best_trial(smoke_run: dict, tmp_path: Path) -> None:
+def test_export_then_train_reproduces_the_best_trial(smoke_run: dict, tmp_path: Path, invoke) -> None:
     study = load(smoke_run["storage"])
     best = study.best_trial
     out = tmp_path / "best.yaml"
@@ -146,7 +140,7 @@ def test_export_then_train_reproduces_the_best_trial(smoke_run: dict, tmp_path: 
     assert metrics["best_epoch"] == best.user_attrs["best_epoch"]
 
 
-def test_evaluate_writes_metrics_csv_and_gallery(smoke_run: dict, tmp_path: Path) -> None:
+def test_evaluate_writes_metrics_csv_and_gallery(smoke_run: dict, tmp_path: Path, invoke) -> None:
     best = load(smoke_run["storage"]).best_trial
     res = invoke(
         "evaluate",
@@ -195,7 +189,7 @@ def _small_study(tmp_path: Path, synth_data: Path, n: int) -> tuple[str, list[st
 
 
 def test_non_finite_loss_prunes_and_oom_fails_and_the_study_goes_on(
-    tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch, invoke
 ) -> None:
     import hpsearch.search.objective as objective
 
@@ -240,7 +234,9 @@ BAD_STUDIES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_STUDIES))
-def test_bad_study_files_give_one_line_and_write_nothing(case: str, tmp_path: Path, synth_data: Path) -> None:
+def test_bad_study_files_give_one_line_and_write_nothing(
+    case: str, tmp_path: Path, synth_data: Path, invoke
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(BAD_STUDIES[case])
     db = tmp_path / "bad.db"
@@ -263,7 +259,7 @@ def test_bad_study_files_give_one_line_and_write_nothing(case: str, tmp_path: Pa
     ],
 )
 def test_bad_cli_input_gives_one_line_exit_2_and_writes_nothing(
-    args: list[str], expected: str, tmp_path: Path, synth_data: Path
+    args: list[str], expected: str, tmp_path: Path, synth_data: Path, invoke
 ) -> None:
     db = tmp_path / "x.db"
     if "--data" not in args:
@@ -275,8 +271,58 @@ def test_bad_cli_input_gives_one_line_exit_2_and_writes_nothing(
     assert not db.exists()
 
 
-def test_studies_lists_shipped_files() -> None:
+def test_studies_lists_shipped_files(invoke) -> None:
     res = invoke("studies")
     assert res.exit_code == 0
     for name in ("lr_batch", "optimizer", "loss", "augmentation", "architecture", "full", "smoke"):
         assert name in res.output
+
+
+def test_max_epochs_caps_what_trains_and_the_config_stored_and_exported_says_so(
+    tmp_path: Path, synth_data: Path, invoke
+) -> None:
+    """smoke fixes train.epochs at 4; a cap of 2 must be what trains, what the trial stores and exports."""
+    url = f"sqlite:///{tmp_path}/cap.db"
+    res = invoke("run", "--study", "smoke", "--data", synth_data, "--storage", url, "--n-trials", 1,
+                 "--out", tmp_path / "runs", "--max-epochs", 2, "--set", "train.gallery_k=0")
+    assert res.exit_code == 0, res.output
+    [trial] = load(url).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE  # the median pruner never prunes trial 0
+    stored = trial.user_attrs[keys.CONFIG]
+    assert stored["train"]["epochs"] == 2 == trial.user_attrs[keys.EPOCHS_RUN]
+    assert len(trial.intermediate_values) == 2
+    trained = json.loads((tmp_path / "runs/smoke/trial_0000/metrics.json").read_text())
+    assert trained["config"]["train"]["epochs"] == 2 and len(trained["history"]) == 2
+    out = tmp_path / "best.yaml"
+    assert invoke("export", "--storage", url, "--out", out).exit_code == 0
+    assert yaml.safe_load(out.read_text())["train"]["epochs"] == 2
+
+
+def _study_searching_epochs(tmp_path: Path) -> Path:
+    from hpsearch.search.spec import builtin_studies
+
+    spec = yaml.safe_load(builtin_studies()["smoke"].read_text())
+    spec["space"]["train.epochs"] = {"type": "int", "low": 1, "high": 3}
+    path = tmp_path / "epochs.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--max-epochs", "2"], "--max-epochs 2 would cap train.epochs, which this study searches"),
+        (["--set", "train.lr=0.01"], "--set train.lr would replace what the search samples"),
+    ],
+    ids=["cap", "set"],
+)
+def test_a_cap_or_set_on_a_sampled_value_is_refused_before_any_study_exists(
+    command: str, option: list[str], expected: str, tmp_path: Path, synth_data: Path, invoke
+) -> None:
+    db = tmp_path / "refused.db"
+    res = invoke(command, "--study", _study_searching_epochs(tmp_path), "--data", synth_data,
+                 "--storage", f"sqlite:///{db}", "--out", tmp_path / "runs", *option)
+    assert res.exit_code == 2, res.output
+    assert expected in " ".join(res.output.split()) and "Traceback" not in res.output
+    assert not db.exists() and not (tmp_path / "runs").exists()

@@ -93,6 +93,7 @@ def run_service(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Po
         os.environ.update(saved)
 
 
+@pytest.mark.subprocess
 def test_compose_topology_runs_as_local_processes_against_real_postgres(
     tmp_path: Path, synth_data: Path
 ) -> None:

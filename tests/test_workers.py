@@ -16,16 +16,17 @@ from pathlib import Path
 import optuna
 import pytest
 from pg import hpsearch, open_storage, start, stop, trials, write_study
-from typer.testing import CliRunner
 
-import hpsearch.search.service as service
-import hpsearch.search.studies as studies
-from hpsearch.cli import app
-from hpsearch.search.service import SearchOptions, default_worker_index, parse_overrides, spawn_workers
+import hpsearch.search.launch as launch
+import hpsearch.search.worker as worker
+from hpsearch.cli.options import search_options, worker_index_from_env
+from hpsearch.search import keys
+from hpsearch.search.lifecycle import PreparedStudy, create_or_load_study
+from hpsearch.search.options import SearchOptions, parse_overrides
 from hpsearch.search.spec import load_study_spec
-from hpsearch.search.studies import StorageOptions, WorkerSummary
+from hpsearch.search.storage import StorageOptions, make_storage
+from hpsearch.search.worker import WorkerSummary
 
-runner = CliRunner()
 TrialState = optuna.trial.TrialState
 
 # Values that are easy to mangle on the way through a command line and back through YAML.
@@ -48,26 +49,22 @@ TRICKY = {
 }
 
 
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 def test_spawned_worker_command_lines_round_trip_every_option(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, invoke
 ) -> None:
     opts = SearchOptions(
         study="smoke",
         storage=f"sqlite:///{tmp_path}/s.db",
-        data=str(tmp_path / "data"),
-        out=str(tmp_path / "runs"),
-        artifacts=str(tmp_path / "art"),
+        data=tmp_path / "data",
+        out=tmp_path / "runs",
+        artifacts=tmp_path / "art",
         device="cpu",
         max_epochs=3,
         timeout=90.5,
         overrides=dict(TRICKY),
         storage_options=StorageOptions(heartbeat_interval=7, grace_period=21),
     )
-    prepared = service.PreparedStudy(
+    prepared = PreparedStudy(
         spec=load_study_spec("smoke"), study_name="smoke-2", storage_url=opts.storage, storage=None,
         data_dir=tmp_path / "data", split_hash="h", created=True, out_root=tmp_path / "runs" / "smoke-2",
     )
@@ -77,22 +74,22 @@ def test_spawned_worker_command_lines_round_trip_every_option(
         def __init__(self, cmd: list[str], env: dict) -> None:
             launched.append((cmd, env))
 
-    monkeypatch.setattr(service.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(launch.subprocess, "Popen", FakePopen)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    spawn_workers(opts, prepared, 3)
+    launch.spawn_workers(opts, prepared, 3)
     assert len(launched) == 3
 
     # Each child command line, parsed by the real CLI (run_worker stubbed), gives back the same options.
     seen: list[tuple[SearchOptions, int | None]] = []
 
-    def fake_run_worker(o: SearchOptions, *, worker_index=None, max_trials=None, on_event=None):
+    def fake_run_worker(o: SearchOptions, *, worker_index, max_trials=None, on_event=None):
         seen.append((o, worker_index))
         return WorkerSummary(), None
 
-    monkeypatch.setattr(service, "run_worker", fake_run_worker)
+    monkeypatch.setattr(worker, "run_worker", fake_run_worker)
     for cmd, env in launched:
         assert cmd[:4] == [sys.executable, "-m", "hpsearch", "worker"]
-        res = runner.invoke(app, cmd[3:])
+        res = invoke(*cmd[3:])
         assert res.exit_code == 0, res.output
         assert env.get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")  # no GPU here
         # CPU workers split the cores instead of each starting a thread per core.
@@ -101,29 +98,29 @@ def test_spawned_worker_command_lines_round_trip_every_option(
     for child, _ in seen:
         assert child.overrides == TRICKY
         assert child.study == "smoke-2" and child.storage == opts.storage
-        assert child.data == opts.data and Path(child.out) == tmp_path / "runs"
-        assert child.artifacts == opts.artifacts and child.device == "cpu"
+        assert Path(child.data) == opts.data and Path(child.out) == tmp_path / "runs"
+        assert Path(child.artifacts) == opts.artifacts and child.device == "cpu"
         assert child.max_epochs == 3 and child.timeout == 90.5
         assert child.storage_options.heartbeat_interval == 7 and child.storage_options.grace_period == 21
     # The resume hint uses the same encoding.
-    args = shlex.split(service.resume_hint(opts, prepared))
+    args = shlex.split(launch.resume_hint(opts, prepared))
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     assert parse_overrides(sets) == TRICKY
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_worker_seed_streams_differ_per_worker_and_do_not_replay_on_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = load_study_spec("smoke")
-    storage = studies.make_storage(f"sqlite:///{tmp_path}/seed.db")
-    study, _ = studies.create_or_load_study(spec, storage, split_hash="h", n_trials=6)
+    storage = make_storage(storage_url)
+    study, _ = create_or_load_study(spec, storage, split_hash="h", n_trials=6)
     seeds: list[int] = []
-    real = studies.build_sampler
-    monkeypatch.setattr(studies, "build_sampler", lambda n, seed, kw: seeds.append(seed) or real(n, seed, kw))
+    real = worker.build_sampler
+    monkeypatch.setattr(worker, "build_sampler", lambda n, seed, kw: seeds.append(seed) or real(n, seed, kw))
 
     def first_lr(index: int) -> float:
-        w = studies.worker_study("smoke", storage, spec, seed_offset=index, budgeted=False)
+        w = worker.worker_study("smoke", storage, spec, seed_offset=index, budgeted=False)
         return w.sampler._random_sampler._rng.rng.uniform()  # the start-up stream TPE draws from
 
     lrs = [first_lr(i) for i in (0, 1, 2, 0)]
@@ -137,7 +134,9 @@ def test_worker_seed_streams_differ_per_worker_and_do_not_replay_on_resume(
     assert first_lr(0) != lrs[0] and seeds[0] != 0
 
 
-def test_rerun_of_the_same_command_does_not_repeat_the_first_points(tmp_path: Path, synth_data: Path) -> None:
+def test_rerun_of_the_same_command_does_not_repeat_the_first_points(
+    tmp_path: Path, synth_data: Path, invoke
+) -> None:
     url = f"sqlite:///{tmp_path}/r.db"
     args = ["run", "--study", write_study(tmp_path), "--storage", url, "--data", synth_data,
             "--out", tmp_path / "runs", "--artifacts", tmp_path / "art"]
@@ -149,22 +148,24 @@ def test_rerun_of_the_same_command_does_not_repeat_the_first_points(tmp_path: Pa
 
 
 def test_default_worker_index_comes_from_slurm_kubernetes_or_the_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("HPSEARCH_WORKER_INDEX", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"):
+    for var in ("HPSEARCH_WORKER_INDEX", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX", "SLURM_PROCID"):
         monkeypatch.delenv(var, raising=False)
-    local = default_worker_index()
+    local = worker_index_from_env()
     assert 0 <= local < 100_000
+    monkeypatch.setenv("SLURM_PROCID", "0")  # the task rank: 0 in every single-task array element
+    assert worker_index_from_env() == 0
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "3")
-    assert default_worker_index() == 3
+    assert worker_index_from_env() == 3
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")
-    assert default_worker_index() == 12
+    assert worker_index_from_env() == 12
     monkeypatch.setenv("HPSEARCH_WORKER_INDEX", "5")
-    assert default_worker_index() == 5  # an explicit setting wins
+    assert worker_index_from_env() == 5  # an explicit setting wins
     monkeypatch.setenv("HPSEARCH_WORKER_INDEX", "not-a-number")
-    assert default_worker_index() == 12
+    assert worker_index_from_env() == 12
 
 
 def test_worker_budget_is_the_study_total_not_per_worker(
-    tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch, invoke
 ) -> None:
     url = f"sqlite:///{tmp_path}/b.db"
     study_file = write_study(tmp_path)  # budget: 3 trials
@@ -176,7 +177,7 @@ def test_worker_budget_is_the_study_total_not_per_worker(
     assert "worker 5 done: complete 1" in res.output
     first = trials(url)
     assert len(first) == 3 and [t.state for t in first].count(TrialState.COMPLETE) == 1
-    assert first[0].user_attrs["worker"] == "5"  # the index came from the Slurm array task id
+    assert first[0].user_attrs[keys.WORKER] == "5"  # the index came from the Slurm array task id
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
     # The next worker (by study name) runs what is left of the total, then stops.
     res = invoke("worker", "--study", "dist", *common, "--worker-index", 1)
@@ -187,13 +188,13 @@ def test_worker_budget_is_the_study_total_not_per_worker(
         assert res.exit_code == 0 and "no trials" in res.output, res.output
     final = trials(url)
     assert len(final) == 3 and all(t.state == TrialState.COMPLETE for t in final)
-    assert sorted(t.user_attrs["worker"] for t in final) == ["1", "1", "5"]
+    assert sorted(t.user_attrs[keys.WORKER] for t in final) == ["1", "1", "5"]
 
 
 CLAIMER = """
 import sys
 import optuna
-from hpsearch.search.studies import make_storage
+from hpsearch.search.storage import make_storage
 storage = make_storage(sys.argv[1])
 study = optuna.load_study(study_name="claims", storage=storage)
 got = []
@@ -203,10 +204,11 @@ print(" ".join(map(str, got)))
 """
 
 
+@pytest.mark.subprocess
 def test_sqlite_claims_a_waiting_trial_atomically_across_processes(tmp_path: Path) -> None:
     """Two workers must never both start the same queued trial (the budget tickets rely on it)."""
     url = f"sqlite:///{tmp_path}/claims.db"
-    study = optuna.create_study(study_name="claims", storage=studies.make_storage(url))
+    study = optuna.create_study(study_name="claims", storage=make_storage(url))
     for _ in range(120):
         study.enqueue_trial({})
     procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, url], stdout=subprocess.PIPE, text=True)
@@ -224,6 +226,7 @@ def test_sqlite_claims_a_waiting_trial_atomically_across_processes(tmp_path: Pat
     assert sum(1 for out in outs if out.split()) >= 2  # they really competed
 
 
+@pytest.mark.subprocess
 def test_run_with_4_workers_on_sqlite_spends_the_budget_exactly(tmp_path: Path, synth_data: Path) -> None:
     n_trials, n_workers = 24, 4
     url = f"sqlite:///{tmp_path}/load.db"
@@ -254,28 +257,27 @@ def test_run_with_4_workers_on_sqlite_spends_the_budget_exactly(tmp_path: Path, 
           f"({states.count(TrialState.COMPLETE)} complete, {states.count(TrialState.PRUNED)} pruned)")
     assert len(final) == n_trials
     assert sorted(t.number for t in final) == list(range(n_trials))
-    reasons = [t.user_attrs.get("fail_reason") for t in final if t.state == TrialState.FAIL]
+    reasons = [t.user_attrs.get(keys.FAIL_REASON) for t in final if t.state == TrialState.FAIL]
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, reasons
     assert all(t.value is not None for t in final if t.state == TrialState.COMPLETE)
     lrs = [t.params["train.lr"] for t in final]
     assert len(set(lrs)) == n_trials, "two trials drew the same learning rate"
-    workers = {t.user_attrs["worker"] for t in final}
+    workers = {t.user_attrs[keys.WORKER] for t in final}
     assert workers <= {"0", "1", "2", "3"} and len(workers) >= 2
     # The --set values made it through the spawned workers' command lines into every trial.
     for t in final:
-        cfg = t.user_attrs["config"]
+        cfg = t.user_attrs[keys.CONFIG]
         assert cfg["train"]["weight_decay"] == 1e-6 and cfg["train"]["max_steps_per_epoch"] == 2
         assert cfg["data"]["augmentation"] == "none" and cfg["train"]["epochs"] == 1
 
 
-def test_resume_hint_never_shows_the_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_resume_hint_never_shows_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "postgresql+psycopg://bob:s3cret@db.example:5432/hp"
-    opts = SearchOptions(study="smoke", storage=url, n_trials=10, overrides={"train.epochs": 2})
-    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
-    hint = service.resume_hint(opts, None)  # type: ignore[arg-type]
+    given = {"study": "smoke", "storage": url, "n_trials": 10, "sets": ["train.epochs=2"]}
+    hint = launch.resume_hint(search_options(**given))
     assert "bob:***@db.example" in hint and "s3cret" not in hint
     assert shlex.split(hint)[:4] == ["hpsearch", "run", "--study", "smoke"] and "--n-trials 10" in hint
     # A URL that came from HPSEARCH_STORAGE is left out: the command then works as printed.
     monkeypatch.setenv("HPSEARCH_STORAGE", url)
-    hint = service.resume_hint(opts, None)  # type: ignore[arg-type]
-    assert "--storage" not in hint and "s3cret" not in hint
+    hint = launch.resume_hint(search_options(**given))
+    assert "--storage" not in hint and "s3cret" not in hint and "train.epochs=2" in hint

@@ -2,43 +2,51 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from hpsearch.errors import HpsearchError
 
-app = typer.Typer(
-    name="hpsearch",
-    help="Hyperparameter search for medical image segmentation (U-Net / CBAM U-Net) on Optuna.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
 
+class _EntryPoint(TyperGroup):
+    """Every command runs inside this group's ``invoke``: process-wide settings are made once, and any
+    ``HpsearchError`` becomes one red line on stderr and its exit code, never a traceback."""
 
-def handle_errors(func: F) -> F:
-    """Turn HpsearchError into one red line on stderr and its exit code (2), never a traceback."""
+    def invoke(self, ctx: click.Context) -> Any:
+        import optuna
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Optuna logs every trial at INFO; the live board and the summary say what matters.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            return func(*args, **kwargs)
+            return super().invoke(ctx)
         except HpsearchError as exc:
             # Messages carry user paths and values; escape them so text like "[/x]" is not read as markup.
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
-    return wrapper  # type: ignore[return-value]
+
+app = typer.Typer(
+    name="hpsearch",
+    cls=_EntryPoint,
+    help="Hyperparameter search for medical image segmentation (U-Net / CBAM U-Net) on Optuna.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def say(text: str) -> None:
+    """One line on stdout, printed as is (no markup, no highlighting)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from hpsearch.cli._app import app, console, err_console, handle_errors
+from hpsearch.cli._app import app, err_console, say
+from hpsearch.cli.options import DATA_ENV, DataOpt
 from hpsearch.errors import ConfigError
 
 data_app = typer.Typer(
@@ -21,22 +22,11 @@ app.add_typer(
     help="Dataset tools: check a folder, make a synthetic set, download Kvasir-SEG, write a split.",
 )
 
-DATA_ENV = "HPSEARCH_DATA"
 _NO_DATA = (
     "no dataset given: pass --data DIR or set HPSEARCH_DATA to a folder with images/ and masks/; "
     "get Kvasir-SEG with `hpsearch data download --out DIR` or make a synthetic set with "
     "`hpsearch data synth --out DIR`"
 )
-
-DataOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data",
-        envvar=DATA_ENV,
-        help="Dataset folder holding images/ and masks/ (default: $HPSEARCH_DATA).",
-        show_default=False,
-    ),
-]
 
 
 def _require_data(data: Path | None) -> Path:
@@ -45,14 +35,9 @@ def _require_data(data: Path | None) -> Path:
     return data
 
 
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
 @data_app.command("check")
-@handle_errors
 def check_cmd(
-    data: DataOption = None,
+    data: DataOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Decode every image and mask and report pairs, sizes and problems (exit 1 when any error is found)."""
@@ -68,13 +53,12 @@ def check_cmd(
                 emoji=False,
             )
         else:
-            _say(line)
+            say(line)
     if not report.ok:
         raise typer.Exit(1)
 
 
 @data_app.command("synth")
-@handle_errors
 def synth_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to write images/ and masks/ into.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of image/mask pairs.")] = 200,
@@ -85,12 +69,11 @@ def synth_cmd(
     from hpsearch.data.synth import make_synthetic
 
     path = make_synthetic(out, n=n, size=size, seed=seed)
-    _say(f"wrote {n} synthetic pairs ({size}x{size}, seed {seed}) to {path}")
-    _say(f"use it with: --data {path}")
+    say(f"wrote {n} synthetic pairs ({size}x{size}, seed {seed}) to {path}")
+    say(f"use it with: --data {path}")
 
 
 @data_app.command("download")
-@handle_errors
 def download_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to download and unpack into.")],
     url: Annotated[
@@ -104,15 +87,14 @@ def download_cmd(
     from hpsearch.data.download import KVASIR_SHA256, KVASIR_URL, download_dataset
 
     path = download_dataset(out, url=url or KVASIR_URL, sha256=sha256 or KVASIR_SHA256)
-    _say(f"dataset ready: {path}")
-    _say(f"use it with: --data {path}   (or export {DATA_ENV}={path})")
+    say(f"dataset ready: {path}")
+    say(f"use it with: --data {path}   (or export {DATA_ENV}={path})")
 
 
 @data_app.command("split")
-@handle_errors
 def split_cmd(
     out: Annotated[Path, typer.Option("--out", help="Where to write the split JSON.")],
-    data: DataOption = None,
+    data: DataOpt = None,
     split_file: Annotated[
         Path | None,
         typer.Option("--split-file", help="Folder with train.txt + test.txt/val.txt, or a saved split JSON."),
@@ -135,5 +117,5 @@ def split_cmd(
     )
     path = save_split(split, out)
     counts = split.counts()
-    _say(f"train {counts['train']}, val {counts['val']}, test {counts['test']} (source: {split.source})")
-    _say(f"hash {split.short_hash}  written to {path}")
+    say(f"train {counts['train']}, val {counts['val']}, test {counts['test']} (source: {split.source})")
+    say(f"hash {split.short_hash}  written to {path}")

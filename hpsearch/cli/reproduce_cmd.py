@@ -7,15 +7,11 @@ from typing import Annotated
 
 import typer
 
-from hpsearch.cli._app import app, console, err_console, handle_errors
-
-DataOpt = Annotated[
-    str | None, typer.Option("--data", envvar="HPSEARCH_DATA", help="dataset folder with images/ and masks/")
-]
+from hpsearch.cli._app import app, console, err_console
+from hpsearch.cli.options import CompileOpt, DataOpt, DeviceOpt
 
 
 @app.command()
-@handle_errors
 def reproduce(
     data: DataOpt = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/reproduce"),
@@ -30,7 +26,7 @@ def reproduce(
     quick: Annotated[
         bool, typer.Option("--quick", help="tiny models, 64 px, 1-2 epochs: proves the path on a CPU")
     ] = False,
-    device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu (overrides the configs)")] = None,
+    device: DeviceOpt = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="cap every column's epochs")] = None,
     max_train_images: Annotated[
         int | None, typer.Option("--max-train-images", min=1, help="train on only this many images")
@@ -42,9 +38,7 @@ def reproduce(
     config_dir: Annotated[
         Path | None, typer.Option("--config-dir", help="folder with the column configs (default: configs/)")
     ] = None,
-    compile_mode: Annotated[
-        str | None, typer.Option("--compile", help="torch.compile: auto, on or off (overrides the configs)")
-    ] = None,
+    compile_mode: CompileOpt = None,
 ) -> None:
     """Train the report's columns, test each on the sealed test set, write results.md and results.json.
 
@@ -65,7 +59,7 @@ def reproduce(
         max_train_images=max_train_images,
         config_dir=config_dir,
         tuned_config=tuned_config,
-        compile_mode=compile_mode,
+        compile_mode=compile_mode.value if compile_mode else None,
         log=lambda msg: (err_console if msg.startswith("WARNING") else console).print(
             msg, highlight=False, markup=False
         ),

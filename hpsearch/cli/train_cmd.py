@@ -7,31 +7,25 @@ from typing import Annotated
 
 import typer
 
-from hpsearch.cli._app import app, console, handle_errors
-
-DataOpt = Annotated[
-    str | None, typer.Option("--data", envvar="HPSEARCH_DATA", help="dataset folder with images/ and masks/")
-]
+from hpsearch.cli._app import app, console
+from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit
 
 
 @app.command()
-@handle_errors
 def train(
     config: Annotated[
         Path, typer.Option("--config", "-c", help="run config YAML (e.g. an exported best.yaml)")
     ],
     data: DataOpt = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/train"),
-    device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu (overrides the config)")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png."""
-    from hpsearch.training.config import load_config
+    from hpsearch.training.config import load_config, resolve_run_config
     from hpsearch.training.runner import train_from_config
     from hpsearch.training.validate import check_registry_names
 
-    cfg = load_config(config)
-    if device:
-        cfg.train.device = device
+    cfg = resolve_run_config(load_config(config), device=device, source=str(config))
     check_registry_names(cfg, source=str(config))
     outcome = train_from_config(cfg, data_dir=data, out_dir=out)
     r = outcome.result
@@ -43,32 +37,30 @@ def train(
 
 
 @app.command()
-@handle_errors
 def evaluate(
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", help="best.pt from `hpsearch train` or a trial")
     ],
     data: DataOpt = None,
-    split: Annotated[str, typer.Option(help="test, val, train, or all (any dataset folder)")] = "test",
+    split: Annotated[
+        EvalSplit, typer.Option(help="a part of the run's split, or all (any dataset folder)")
+    ] = EvalSplit.test,
     split_file: Annotated[str | None, typer.Option(help="override the run's split file")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/evaluate"),
     k: Annotated[int, typer.Option(help="number of worst cases in worst.png", min=0)] = 4,
-    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu")] = "auto",
+    device: DeviceOpt = None,
 ) -> None:
     """Evaluate a checkpoint at the original mask resolution: metrics.json, per_case.csv, worst.png."""
-    from hpsearch.errors import ConfigError
     from hpsearch.training.evaluate import evaluate_checkpoint, load_checkpoint
     from hpsearch.training.runner import resolve_data_dir
 
-    if split not in ("test", "val", "train", "all"):
-        raise ConfigError(f"--split '{split}' is not one of: test, val, train, all")
     _, cfg, _ = load_checkpoint(checkpoint)
     ddir = resolve_data_dir(data, cfg.data)
     m = evaluate_checkpoint(
-        checkpoint, ddir, out_dir=out, split=split, split_file=split_file, k=k, device=device
-    )  # type: ignore[arg-type]
+        checkpoint, ddir, out_dir=out, split=split.value, split_file=split_file, k=k, device=device or "auto"
+    )
     console.print(
-        f"{split} ({m['n']} images): Dice {m['dice_mean']:.4f} ± {m['dice_sd']:.4f}, "
+        f"{split.value} ({m['n']} images): Dice {m['dice_mean']:.4f} ± {m['dice_sd']:.4f}, "
         f"IoU {m['iou_mean']:.4f} ± {m['iou_sd']:.4f}, micro Dice {m['micro_dice']:.4f}"
     )
     console.print(f"wrote {out / 'metrics.json'}, {out / 'per_case.csv'}, {out / 'worst.png'}")

@@ -18,7 +18,7 @@ from optuna.exceptions import ExperimentalWarning
 from hpsearch.errors import ConfigError
 from hpsearch.results.query import check_storage_exists, study_metric
 from hpsearch.search import keys
-from hpsearch.search.studies import artifact_store, make_storage
+from hpsearch.search.storage import artifact_store, make_storage
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

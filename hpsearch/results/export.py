@@ -17,7 +17,7 @@ import hpsearch
 from hpsearch.errors import ConfigError
 from hpsearch.results.query import best_complete_trial, load_study, study_metric
 from hpsearch.search import keys
-from hpsearch.search.studies import mask_url
+from hpsearch.search.storage import mask_url
 from hpsearch.training.config import RunConfig, dump_config, parse_run_config
 
 

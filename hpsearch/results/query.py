@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import ConfigError, StorageError
 from hpsearch.search import keys
-from hpsearch.search.studies import make_storage, mask_url
+from hpsearch.search.storage import make_storage, mask_url
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 DEFAULT_METRIC = "val_dice"

@@ -20,7 +20,7 @@ from hpsearch.results.query import best_trial_summary, spec_dict, state_counts, 
 from hpsearch.search import keys
 from hpsearch.search.space import describe_range
 from hpsearch.search.spec import CategoricalParam, FloatParam, IntParam, Param, StudySpec
-from hpsearch.search.studies import mask_url
+from hpsearch.search.storage import mask_url
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

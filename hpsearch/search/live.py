@@ -1,4 +1,4 @@
-"""Live study display: one row per worker (trial, params, epoch, current and best Dice)."""
+"""Live study display: a row per worker (trial, params, epoch, the trial's best so far); the study's best."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hpsearch.search import keys
 from hpsearch.training.progress import is_interactive
+
+METRIC_LABELS = {"val_dice": "val Dice", "val_iou": "val IoU"}
 
 
 def _fmt_params(params: dict[str, Any]) -> str:
@@ -28,6 +31,7 @@ class Board:
     """State behind the live table; fed by objective events or by polling the storage."""
 
     title: str
+    metric: str = "val_dice"
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     best: float | None = None
     best_trial: int | None = None
@@ -40,16 +44,17 @@ class Board:
         row = self.rows.setdefault(str(ev.get("worker", "0")), {})
         kind = ev["kind"]
         if kind == "start":
+            self.metric = ev.get("metric", self.metric)
             row.update(
                 trial=ev["trial"],
                 params=_fmt_params(ev.get("params", {})),
                 epoch=0,
                 epochs=ev.get("epochs"),
-                dice=None,
+                value=None,
                 state="RUNNING",
             )
         elif kind == "epoch":
-            row.update(epoch=ev["epoch"], epochs=ev.get("epochs"), dice=ev["dice"])
+            row.update(epoch=ev["epoch"], epochs=ev.get("epochs"), value=ev["value"])
         elif kind == "end":
             row["state"] = ev["state"]
             self.done[ev["state"]] = self.done.get(ev["state"], 0) + 1
@@ -58,7 +63,7 @@ class Board:
             if self.live is None:
                 value = ev.get("value")
                 extra = (
-                    f" val Dice {value:.4f}"
+                    f" {self.label} {value:.4f}"
                     if value is not None
                     else f" ({ev.get('reason', '')})".rstrip(" ()")
                 )
@@ -73,15 +78,15 @@ class Board:
             if t.state.is_finished():
                 self.done[t.state.name] = self.done.get(t.state.name, 0) + 1
             if t.state == optuna.trial.TrialState.RUNNING:
-                w = str(t.user_attrs.get("worker", t.number))
+                w = str(t.user_attrs.get(keys.WORKER, t.number))
                 steps = sorted(t.intermediate_values)
-                epochs = (t.user_attrs.get("config") or {}).get("train", {}).get("epochs")
+                epochs = (t.user_attrs.get(keys.CONFIG) or {}).get("train", {}).get("epochs")
                 self.rows[w] = {
                     "trial": t.number,
                     "params": _fmt_params(t.params),
                     "epoch": steps[-1] if steps else 0,
                     "epochs": epochs,
-                    "dice": t.intermediate_values[steps[-1]] if steps else None,
+                    "value": t.intermediate_values[steps[-1]] if steps else None,
                     "state": "RUNNING",
                 }
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
@@ -90,21 +95,27 @@ class Board:
             self.best, self.best_trial = b.value, b.number
         self.refresh()
 
+    @property
+    def label(self) -> str:
+        """How the study's metric is shown."""
+        return METRIC_LABELS.get(self.metric, self.metric)
+
     def table(self) -> Table:
         """The rendered table."""
         best = f"{self.best:.4f} (trial {self.best_trial})" if self.best is not None else "-"
         counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(self.done.items())) or "none finished yet"
-        t = Table(title=f"{self.title} | best val Dice {best} | {counts}", expand=False)
-        for col in ("worker", "trial", "params", "epoch", "val Dice", "state"):
+        t = Table(title=f"{self.title} | best {self.label} {best} | {counts}", expand=False)
+        # Each row shows the trial's best epoch so far: what the pruner compares.
+        for col in ("worker", "trial", "params", "epoch", f"best {self.label}", "state"):
             t.add_column(col)
         for w, r in sorted(self.rows.items()):
-            dice = f"{r['dice']:.4f}" if r.get("dice") is not None else "-"
+            value = f"{r['value']:.4f}" if r.get("value") is not None else "-"
             t.add_row(
                 w,
                 str(r.get("trial", "-")),
                 r.get("params", ""),
                 f"{r.get('epoch', 0)}/{r.get('epochs', '?')}",
-                dice,
+                value,
                 r.get("state", ""),
             )
         return t
@@ -115,9 +126,9 @@ class Board:
 
 
 @contextlib.contextmanager
-def live_board(title: str, enabled: bool | None = None) -> Iterator[Board]:
+def live_board(title: str, enabled: bool | None = None, *, metric: str = "val_dice") -> Iterator[Board]:
     """A Board shown with rich Live on a terminal; plain one-line-per-trial output otherwise."""
-    board = Board(title)
+    board = Board(title, metric=metric)
     if enabled is None:
         enabled = is_interactive()
     if not enabled:

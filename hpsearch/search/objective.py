@@ -1,6 +1,6 @@
 """The Optuna objective: sample a config, run ``fit`` with a pruning callback, record everything.
 
-Together with ``search_space.py`` this is the only code that touches ``optuna.Trial``.
+Together with ``space.py`` this is the only code that touches ``optuna.Trial``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import optuna
 import torch
 
 from hpsearch.errors import NonFiniteLossError
+from hpsearch.search import keys
 from hpsearch.search.space import suggest
 from hpsearch.search.spec import StudySpec
 from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.device import release_memory, resolve_device
-from hpsearch.training.runner import PreparedData, prepare_data, train_from_config
+from hpsearch.training.runner import PreparedData, TrainOutcome, prepare_data, train_from_config
 
 Event = dict[str, Any]
 
@@ -38,27 +39,63 @@ def is_oom(exc: BaseException) -> bool:
 
 
 class PruningCallback:
-    """Reports the metric to Optuna every epoch and raises ``TrialPruned`` when the pruner says so."""
+    """Reports the study's metric to Optuna every epoch and raises ``TrialPruned`` when the pruner says so.
+
+    What is reported is the *running best* of the metric so far, not the epoch's own value: the objective
+    returns the best epoch's value, so the pruner compares like with like, and a trial whose last epoch
+    dipped is judged by the best it reached.
+    """
 
     def __init__(
         self,
         trial: optuna.Trial,
         metric: str,
+        *,
+        direction: str = "maximize",
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     ) -> None:
         self.trial = trial
         self.metric = metric
         self.history: list[dict[str, float]] = []
+        self.best: float | None = None
+        self._better = max if direction == "maximize" else min
         self.on_epoch = on_epoch
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         self.history.append(metrics)
         value = float(metrics[self.metric])
-        self.trial.report(value, epoch)
+        self.best = value if self.best is None else self._better(self.best, value)
+        self.trial.report(self.best, epoch)
         if self.on_epoch is not None:
             self.on_epoch(epoch, metrics)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} with {self.metric}={value:.4f}")
+            raise optuna.TrialPruned(
+                f"pruned at epoch {epoch} with best {self.metric}={self.best:.4f} so far"
+            )
+
+
+def record_partial(
+    trial: optuna.Trial,
+    history: list[dict[str, float]],
+    *,
+    metric: str,
+    direction: str,
+    started: float,
+    key: str,
+    reason: str,
+) -> None:
+    """What a pruned or failed trial leaves: why, its curves, and its best epoch by the study's metric."""
+    trial.set_user_attr(key, reason)
+    trial.set_user_attr(keys.HISTORY, json.loads(json.dumps(history)))
+    trial.set_user_attr(keys.TRIAL_WALL_S, time.perf_counter() - started)
+    trial.set_user_attr(keys.EPOCHS_RUN, len(history))
+    if history:
+        pick = max if direction == "maximize" else min
+        best = pick(history, key=lambda h: h[metric])
+        trial.set_user_attr(keys.BEST_VAL_DICE, best["val_dice"])
+        if "val_iou" in best:
+            trial.set_user_attr(keys.BEST_VAL_IOU, best["val_iou"])
+        trial.set_user_attr(keys.BEST_EPOCH, int(best["epoch"]))
 
 
 @dataclass
@@ -69,6 +106,7 @@ class TrialContext:
     data_dir: Path
     out_root: Path
     overrides: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
     max_epochs: int | None = None
     artifact_store: Any | None = None
     worker: str = "0"
@@ -81,11 +119,29 @@ def build_trial_config(ctx: TrialContext, params: dict[str, Any], trial_number: 
         ctx.spec.fixed,
         params=params,
         overrides=ctx.overrides,
+        device=ctx.device,
         data_path=ctx.data_dir,
         seed=ctx.spec.seed + trial_number,
         max_epochs=ctx.max_epochs,
         source=f"study '{ctx.spec.name}'",
     )
+
+
+def _drop_empty(out_dir: Path) -> None:
+    # A pruned or failed trial writes no checkpoint; don't leave an empty folder behind.
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+
+
+@dataclass
+class _Running:
+    """One trial in flight: what the failure paths need to record it."""
+
+    trial: optuna.Trial
+    cfg: RunConfig
+    callback: PruningCallback
+    out_dir: Path
+    started: float
 
 
 class Objective:
@@ -104,121 +160,118 @@ class Objective:
 
     def _emit(self, **event: Any) -> None:
         if self.ctx.on_event is not None:
-            self.ctx.on_event(event)
+            self.ctx.on_event({**event, "worker": self.ctx.worker})
 
     def __call__(self, trial: optuna.Trial) -> float:
-        ctx = self.ctx
-        t0 = time.perf_counter()
-        params = suggest(trial, ctx.spec.space)
-        cfg = build_trial_config(ctx, params, trial.number)
-        trial.set_user_attr("worker", ctx.worker)
-        trial.set_user_attr("config", cfg.model_dump(mode="json"))
-        trial.set_user_attr("seed", cfg.train.seed)
-        self._emit(
-            kind="start", trial=trial.number, params=params, epochs=cfg.train.epochs, worker=ctx.worker
-        )
-
-        def on_epoch(epoch: int, m: dict[str, float]) -> None:
-            self._emit(
-                kind="epoch",
-                trial=trial.number,
-                epoch=epoch,
-                epochs=cfg.train.epochs,
-                dice=m["val_dice"],
-                worker=ctx.worker,
-            )
-
-        cb = PruningCallback(trial, ctx.spec.metric, on_epoch)
-        out_dir = ctx.out_root / f"trial_{trial.number:04d}"
+        run = self._start(trial)
         try:
             outcome = train_from_config(
-                cfg,
-                out_dir=out_dir,
-                callbacks=[cb],
+                run.cfg,
+                out_dir=run.out_dir,
+                callbacks=[run.callback],
                 progress=False,
-                data=self.data_for(cfg),
+                data=self.data_for(run.cfg),
                 description=f"trial {trial.number}",
             )
         except optuna.TrialPruned as exc:
-            self._record_partial(trial, cb, t0, reason=str(exc), key="prune_reason")
-            self._drop_empty(out_dir)
-            self._emit(kind="end", trial=trial.number, state="PRUNED", worker=ctx.worker)
+            self._stopped(run, key=keys.PRUNE_REASON, reason=str(exc), state="PRUNED")
             raise
         except NonFiniteLossError as exc:
-            self._record_partial(trial, cb, t0, reason=f"non-finite loss: {exc}", key="prune_reason")
-            self._drop_empty(out_dir)
-            self._emit(kind="end", trial=trial.number, state="PRUNED", worker=ctx.worker)
+            self._stopped(run, key=keys.PRUNE_REASON, reason=f"non-finite loss: {exc}", state="PRUNED")
             raise optuna.TrialPruned(str(exc)) from None
         except Exception as exc:  # any other failure: FAIL with a reason, the study goes on
-            oom = is_oom(exc)
-            reason = "oom" if oom else f"{type(exc).__name__}: {exc}"
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            # Drop the traceback (it pins the model and optimizer tensors) before freeing memory.
-            exc.__traceback__ = None
-            del exc
-            release_memory(resolve_device(cfg.train.device))
-            self._record_partial(trial, cb, t0, reason=reason, key="fail_reason")
-            self._drop_empty(out_dir)
-            trial.set_user_attr("fail_detail", detail[:2000])
-            self._emit(kind="end", trial=trial.number, state="FAIL", worker=ctx.worker, reason=reason)
-            if oom:
-                raise TrialOOM(f"trial {trial.number} ran out of accelerator memory") from None
-            raise RuntimeError(f"trial {trial.number} failed: {reason}") from None
+            raise self._failed(run, exc) from None
+        return self._record(run, outcome)
 
-        res = outcome.result
+    def _start(self, trial: optuna.Trial) -> _Running:
+        """Sample the parameters, resolve the config, and store what the trial is about to train."""
+        ctx, spec = self.ctx, self.ctx.spec
+        started = time.perf_counter()
+        params = suggest(trial, spec.space)
+        cfg = build_trial_config(ctx, params, trial.number)
+        trial.set_user_attr(keys.WORKER, ctx.worker)
+        trial.set_user_attr(keys.CONFIG, cfg.model_dump(mode="json"))
+        trial.set_user_attr(keys.SEED, cfg.train.seed)
+        self._emit(
+            kind="start", trial=trial.number, params=params, epochs=cfg.train.epochs, metric=spec.metric
+        )
+
+        def on_epoch(epoch: int, _metrics: dict[str, float]) -> None:
+            self._emit(kind="epoch", trial=trial.number, epoch=epoch, epochs=cfg.train.epochs, value=cb.best)
+
+        cb = PruningCallback(trial, spec.metric, direction=spec.direction, on_epoch=on_epoch)
+        return _Running(trial, cfg, cb, ctx.out_root / f"trial_{trial.number:04d}", started)
+
+    def _stopped(self, run: _Running, *, key: str, reason: str, state: str) -> None:
+        spec = self.ctx.spec
+        record_partial(
+            run.trial,
+            run.callback.history,
+            metric=spec.metric,
+            direction=spec.direction,
+            started=run.started,
+            key=key,
+            reason=reason,
+        )
+        _drop_empty(run.out_dir)
+        self._emit(kind="end", trial=run.trial.number, state=state, reason=reason)
+
+    def _failed(self, run: _Running, exc: Exception) -> Exception:
+        """Record a failed trial and free the accelerator; returns the one-line error Optuna stores."""
+        oom = is_oom(exc)
+        reason = "oom" if oom else f"{type(exc).__name__}: {exc}"
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        # Drop the traceback (it pins the model and optimizer tensors) before freeing memory.
+        exc.__traceback__ = None
+        del exc
+        release_memory(resolve_device(run.cfg.train.device))
+        self._stopped(run, key=keys.FAIL_REASON, reason=reason, state="FAIL")
+        run.trial.set_user_attr(keys.FAIL_DETAIL, detail[:2000])
+        if oom:
+            return TrialOOM(f"trial {run.trial.number} ran out of accelerator memory")
+        return RuntimeError(f"trial {run.trial.number} failed: {reason}")
+
+    def _record(self, run: _Running, outcome: TrainOutcome) -> float:
+        """Store the finished fit with the trial; the value is the best epoch's study metric."""
+        trial, res = run.trial, outcome.result
         t_record = time.perf_counter()
         attrs = {
-            "best_val_dice": res.best_dice,
-            "best_val_iou": res.best_iou,
-            "best_epoch": res.best_epoch,
-            "epochs_run": res.epochs_run,
-            "history": res.history,
-            "wall_time_s": res.wall_time_s,
-            "train_img_per_s": res.train_img_per_s,
-            "device": res.device,
-            "peak_memory_mb": res.peak_memory_mb,
-            "manifest": outcome.manifest,
-            "checkpoint": str(res.checkpoint_path) if res.checkpoint_path else None,
-            "out_dir": str(out_dir),
+            keys.BEST_VAL_DICE: res.best_dice,
+            keys.BEST_VAL_IOU: res.best_iou,
+            keys.BEST_EPOCH: res.best_epoch,
+            keys.EPOCHS_RUN: res.epochs_run,
+            keys.HISTORY: res.history,
+            keys.WALL_TIME_S: res.wall_time_s,
+            keys.TRAIN_IMG_PER_S: res.train_img_per_s,
+            keys.DEVICE: res.device,
+            keys.PEAK_MEMORY_MB: res.peak_memory_mb,
+            keys.MANIFEST: outcome.manifest,
+            keys.CHECKPOINT: str(res.checkpoint_path) if res.checkpoint_path else None,
+            keys.OUT_DIR: str(run.out_dir),
         }
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
-        if ctx.artifact_store is not None:
-            from optuna.artifacts import upload_artifact
-
-            ids = {}
-            for name, path in (("gallery", outcome.gallery_path), ("curves", outcome.curves_path)):
-                if path is not None and Path(path).exists():
-                    ids[name] = upload_artifact(
-                        artifact_store=ctx.artifact_store,
-                        file_path=str(path),
-                        study_or_trial=trial,
-                        mimetype="image/png",
-                    )
-            trial.set_user_attr("artifacts", ids)
-        total = time.perf_counter() - t0
+        if self.ctx.artifact_store is not None:
+            trial.set_user_attr(keys.ARTIFACTS, self._upload(trial, outcome))
+        total = time.perf_counter() - run.started
         # Study overhead = everything outside fit(): storage writes, gallery, curves, artifacts.
-        trial.set_user_attr("trial_wall_s", total)
-        trial.set_user_attr("overhead_s", total - res.wall_time_s)
-        trial.set_user_attr("record_s", time.perf_counter() - t_record)
-        self._emit(kind="end", trial=trial.number, state="COMPLETE", value=res.best_dice, worker=ctx.worker)
-        value = res.best_dice if ctx.spec.metric == "val_dice" else res.best_iou
-        return float(value)
+        trial.set_user_attr(keys.TRIAL_WALL_S, total)
+        trial.set_user_attr(keys.OVERHEAD_S, total - res.wall_time_s)
+        trial.set_user_attr(keys.RECORD_S, time.perf_counter() - t_record)
+        value = float({"val_dice": res.best_dice, "val_iou": res.best_iou}[self.ctx.spec.metric])
+        self._emit(kind="end", trial=trial.number, state="COMPLETE", value=value)
+        return value
 
-    @staticmethod
-    def _drop_empty(out_dir: Path) -> None:
-        # A pruned or failed trial writes no checkpoint; don't leave an empty folder behind.
-        if out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
+    def _upload(self, trial: optuna.Trial, outcome: TrainOutcome) -> dict[str, str]:
+        from optuna.artifacts import upload_artifact
 
-    def _record_partial(
-        self, trial: optuna.Trial, cb: PruningCallback, t0: float, *, reason: str, key: str
-    ) -> None:
-        trial.set_user_attr(key, reason)
-        trial.set_user_attr("history", json.loads(json.dumps(cb.history)))
-        trial.set_user_attr("trial_wall_s", time.perf_counter() - t0)
-        trial.set_user_attr("epochs_run", len(cb.history))
-        if cb.history:
-            best = max(cb.history, key=lambda h: h["val_dice"])
-            trial.set_user_attr("best_val_dice", best["val_dice"])
-            trial.set_user_attr("best_epoch", int(best["epoch"]))
+        ids = {}
+        for name, path in (("gallery", outcome.gallery_path), ("curves", outcome.curves_path)):
+            if path is not None and Path(path).exists():
+                ids[name] = upload_artifact(
+                    artifact_store=self.ctx.artifact_store,
+                    file_path=str(path),
+                    study_or_trial=trial,
+                    mimetype="image/png",
+                )
+        return ids

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hpsearch.errors import ConfigError
 from hpsearch.training.config import (
-    RunConfig,
     format_validation_error,
     parse_run_config,
     read_yaml,
@@ -27,6 +26,8 @@ from hpsearch.training.config import (
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "builtin_studies"
 
 _Scalar = bool | int | float | str | None
+# Which way each metric a study may optimise improves; a study's ``direction`` must agree.
+METRIC_DIRECTIONS = {"val_dice": "maximize", "val_iou": "maximize"}
 
 
 class _Strict(BaseModel):
@@ -137,25 +138,37 @@ class StudySpec(_Strict):
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 
-def resolve_config(base: dict[str, Any], values: dict[str, Any], source: str) -> RunConfig:
-    """Apply dotted ``values`` on top of ``base`` and validate (see ``resolve_run_config``)."""
-    return resolve_run_config(base, overrides=values, source=source)
+def _check_direction(spec: StudySpec, source: str) -> None:
+    goal = METRIC_DIRECTIONS[spec.metric]
+    if spec.direction != goal:
+        raise ConfigError(
+            f"{source}: field 'direction': '{spec.direction}' contradicts metric '{spec.metric}' (higher is "
+            f"better); use direction: {goal}"
+        )
 
 
-def _validate_semantics(spec: StudySpec, source: str) -> None:
-    """Every path must land in the run config, and registry-backed choices must be known names."""
+def _check_space_values(spec: StudySpec, source: str) -> None:
+    """Every sampled path must land in the run config with both ends of its range (or every choice)."""
     from hpsearch.training.validate import check_registry_names
 
-    base = parse_run_config(spec.fixed, source=f"{source}: fixed").model_dump(mode="json")
+    base = parse_run_config(spec.fixed, source=f"{source}: fixed")
     for path, param in spec.space.items():
         samples = param.choices if isinstance(param, CategoricalParam) else [param.low, param.high]
         for value in samples:
             try:
-                values = {**(param.when or {}), path: value}
-                cfg = resolve_config(base, values, source=f"{source}: space.{path}")
+                params = {**(param.when or {}), path: value}
+                cfg = resolve_run_config(base, params=params, source=f"{source}: space.{path}")
             except ConfigError as exc:
                 raise ConfigError(f"{exc} (search-space parameter '{path}' = {value!r})") from None
             check_registry_names(cfg, source=f"{source}: space.{path}")
+
+
+def _validate_semantics(spec: StudySpec, source: str) -> None:
+    """The direction fits the metric, every path lands in the run config, and names are registered."""
+    from hpsearch.training.validate import check_registry_names
+
+    _check_direction(spec, source)
+    _check_space_values(spec, source)
     names = list(spec.space)
     for i, (path, param) in enumerate(spec.space.items()):
         for dep, val in (param.when or {}).items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -10,30 +9,26 @@ import optuna
 from hpsearch.errors import ConfigError
 from hpsearch.registry import Registry
 
-SAMPLERS: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("sampler")
-SAMPLERS.add("tpe", lambda seed, **kw: optuna.samplers.TPESampler(seed=seed, **kw))
-SAMPLERS.add("random", lambda seed, **kw: optuna.samplers.RandomSampler(seed=seed, **kw))
+# Optuna's own classes: their signatures are what Registry.create checks a study's kwargs against, so a typo
+# in `sampler.kwargs` or `pruner.kwargs` names the valid options.
+SAMPLERS: Registry[type[optuna.samplers.BaseSampler]] = Registry("sampler")
+SAMPLERS.add("tpe", optuna.samplers.TPESampler)
+SAMPLERS.add("random", optuna.samplers.RandomSampler)
 
-PRUNERS: Registry[Callable[..., optuna.pruners.BasePruner]] = Registry("pruner")
-PRUNERS.add("median", lambda **kw: optuna.pruners.MedianPruner(**kw))
-PRUNERS.add("hyperband", lambda **kw: optuna.pruners.HyperbandPruner(**kw))
-PRUNERS.add("successive_halving", lambda **kw: optuna.pruners.SuccessiveHalvingPruner(**kw))
-PRUNERS.add("none", lambda **kw: optuna.pruners.NopPruner(**kw))
-
-
-def _build(registry: Registry, name: str, kwargs: dict[str, Any], **extra: Any) -> Any:
-    factory = registry.get(name)
-    try:
-        return factory(**extra, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{registry.kind} '{name}': bad kwargs {kwargs}: {exc}") from None
+PRUNERS: Registry[type[optuna.pruners.BasePruner]] = Registry("pruner")
+PRUNERS.add("median", optuna.pruners.MedianPruner)
+PRUNERS.add("hyperband", optuna.pruners.HyperbandPruner)
+PRUNERS.add("successive_halving", optuna.pruners.SuccessiveHalvingPruner)
+PRUNERS.add("none", optuna.pruners.NopPruner)
 
 
 def build_sampler(name: str, seed: int, kwargs: dict[str, Any]) -> optuna.samplers.BaseSampler:
     """A sampler from the registry; ``seed`` should differ per worker so workers don't repeat each other."""
-    return _build(SAMPLERS, name, kwargs, seed=seed)
+    if "seed" in kwargs:
+        raise ConfigError(f"sampler '{name}': kwargs.seed is not an option here; set sampler.seed instead")
+    return SAMPLERS.create(name, seed=seed, **kwargs)
 
 
 def build_pruner(name: str, kwargs: dict[str, Any]) -> optuna.pruners.BasePruner:
     """A pruner from the registry."""
-    return _build(PRUNERS, name, kwargs)
+    return PRUNERS.create(name, **kwargs)

@@ -1,0 +1,295 @@
+"""The Optuna storage: open it (SQLite or PostgreSQL), ride out a database restart, and find the artifacts.
+
+Optuna's RDB storage is the distributed engine: SQLite for one machine, PostgreSQL for many. Everything here
+is about the connection; what is stored in it (studies, tickets) is ``lifecycle.py``'s business.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from hpsearch.errors import StorageError
+
+# What a dropped database connection raises through Optuna's RDB storage.
+STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
+_EXAMPLE_URLS = "sqlite:///hpsearch.db or postgresql+psycopg://user:password@host:5432/db"
+
+
+def mask_url(url: str) -> str:
+    """The storage URL with any password replaced by ***."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a URL too broken to parse: still never echo a secret
+        if "@" in url:
+            scheme, sep, rest = url.rpartition("://")
+            return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"
+        return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL; None for other databases and for an in-memory SQLite."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """Heartbeat settings: a worker killed mid-trial is detected after ``grace_period`` seconds."""
+
+    heartbeat_interval: int = 30
+    grace_period: int = 90
+    max_retry: int = 2
+    reconnect_window: float = 120.0  # seconds a worker waits for a restarting database server
+
+
+def _is_disconnect(exc: BaseException | None) -> bool:
+    """Whether SQLAlchemy saw the connection die under ``exc`` (Optuna wraps it in StorageInternalError)."""
+    while exc is not None:
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _retry_on_disconnect(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a storage call once more when its connection died mid-call (e.g. the server restarted).
+
+    The dead connection is discarded and the retry gets a fresh one (waiting for the server, see
+    _wait_for_server_on_reconnect). A transaction cut off before its commit was rolled back, so running it
+    again is safe; only a connection lost during the commit itself is ambiguous, a far smaller window.
+    """
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except STORAGE_ERRORS as exc:
+            if not _is_disconnect(exc):
+                raise
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+class _Storage(RDBStorage):
+    """RDBStorage that rides out a database restart: failed heartbeats are skipped, and the calls a worker
+    makes are retried once on a fresh connection when theirs died."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        # Optuna's heartbeat thread has no error handling: one failed write would end it, and the trial,
+        # though still training, would be failed as stale by the next worker. Skip this beat instead.
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception:  # any storage error: the next beat tries again
+            pass
+
+
+for _name in (
+    "get_trial",
+    "get_all_trials",
+    "get_n_trials",
+    "get_best_trial",
+    "get_all_studies",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_number_from_id",
+    "get_trial_param",
+    "_get_stale_trial_ids",
+    "set_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "set_study_user_attr",
+    "set_study_system_attr",
+):
+    setattr(_Storage, _name, _retry_on_disconnect(getattr(RDBStorage, _name)))
+
+
+def _wait_for_server_on_reconnect(engine: Any, window_s: float) -> None:
+    """Once the storage is open, a failed (re)connect waits for the server for up to ``window_s`` seconds.
+
+    Pre-ping replaces pooled connections that a server restart killed, but if the server is still down the
+    new connection fails at once and the worker dies. Retrying the connect rides out a restart or failover.
+    Only the initial open (make_storage) fails fast, so a wrong URL or a server that is not there still
+    gives one clear error at once.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        deadline = time.monotonic() + window_s
+        delay = 0.5
+        while True:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
+
+def _serialise_sqlite_transactions(engine: Any) -> None:
+    """Make every SQLite transaction take the write lock at BEGIN (SQLAlchemy's pysqlite recipe).
+
+    Python's sqlite3 driver only opens a transaction at the first write, so Optuna's read-check-write steps
+    (claiming a WAITING trial, failing a stale one) read outside any transaction, and two worker processes
+    could both claim the same trial. With ``BEGIN IMMEDIATE`` the check and the write are atomic; the busy
+    timeout makes the other workers wait for the (short) transaction instead of failing.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed must not be reused
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """Pool settings per database; for a SQLite file, also switch it to WAL (checking its folder first)."""
+    if not url.startswith("sqlite"):
+        # Each worker holds at most pool_size + max_overflow connections; pre-ping replaces connections that
+        # died (e.g. a Postgres restart) instead of failing the next query.
+        return {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 600}
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.parent.exists():
+            raise StorageError(
+                f"storage '{mask_url(url)}': folder '{path.parent}' does not exist; create it first"
+            )
+        # WAL lets readers (dashboard, other workers) proceed while one writer commits; the mode is
+        # persistent in the file, so setting it once here is enough.
+        with sqlite3.connect(path, timeout=60) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+    # The busy timeout makes a writer wait for the lock instead of failing with "database is locked".
+    return {"connect_args": {"timeout": 60}}
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) -> RDBStorage:
+    """``_Storage(url)``, retried while workers started together race to create Optuna's tables."""
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats and the retry callback are marked experimental by Optuna; they are the
+                # documented way to recover from crashed workers, and the version is pinned.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return _Storage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=options.heartbeat_interval,
+                    grace_period=options.grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=options.max_retry
+                    ),
+                )
+        except Exception as exc:
+            # The losers of the race see "already exists" / "duplicate key". The tables are there now: open
+            # again.
+            text = str(exc).lower()
+            if attempt == 4 or not ("already exists" in text or "duplicate key" in text):
+                raise
+            time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _open_error(url: str, exc: Exception) -> StorageError:
+    """One line for a storage that would not open: the first line of the cause, the password masked."""
+    shown = mask_url(url)
+    if isinstance(exc, ModuleNotFoundError):
+        return StorageError(f"storage '{shown}': database driver missing ({exc.name}); install it")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first.replace(url, shown)
+    hint = "check the URL, that the server is running, and the credentials"
+    if url.split("://", 1)[0] in ("postgres", "postgresql", "postgresql+psycopg2"):
+        # SQLAlchemy knows no 'postgres://' and reads 'postgresql://' as psycopg2, which is not installed.
+        hint = "for PostgreSQL write postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (psycopg 3)"
+    return StorageError(f"cannot open storage '{shown}': {first}; {hint}")
+
+
+def make_storage(url: str, options: StorageOptions = StorageOptions()) -> RDBStorage:
+    """Open an RDB storage with small pools, pre-ping, heartbeats and (SQLite) WAL + busy timeout."""
+    if "://" not in url:
+        raise StorageError(f"storage URL '{mask_url(url)}' is not a URL; expected e.g. {_EXAMPLE_URLS}")
+    engine_kwargs = _engine_kwargs(url)
+    try:
+        storage = _open_rdb(url, engine_kwargs, options)
+    except Exception as exc:
+        raise _open_error(url, exc) from None
+    if sqlite_path(url) is not None:  # a file several processes share (an in-memory database has one user)
+        _serialise_sqlite_transactions(storage.engine)
+    elif not url.startswith("sqlite"):
+        _wait_for_server_on_reconnect(storage.engine, options.reconnect_window)
+    return storage
+
+
+def artifact_dir(url: str, explicit: str | Path | None = None) -> Path:
+    """``explicit`` (``--artifacts``) > beside the SQLite file > ./hpsearch-artifacts."""
+    if explicit:
+        return Path(explicit)
+    path = sqlite_path(url)
+    if path is not None:
+        return path.with_name(path.stem + "-artifacts")
+    return Path("hpsearch-artifacts")
+
+
+def artifact_store(url: str, explicit: str | Path | None = None) -> Any:
+    """A FileSystemArtifactStore next to the storage (shared by workers and the dashboard)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    path = artifact_dir(url, explicit)
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def study_exists(storage: RDBStorage, name: str) -> bool:
+    """Whether a study of that name is in the storage."""
+    return any(s.study_name == name for s in storage.get_all_studies())
+
+
+def heartbeat_ages(storage: Any, study_id: int) -> dict[int, float]:
+    """Seconds since the last heartbeat of each RUNNING trial that has one (the database's clock)."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    backend = getattr(storage, "_backend", storage)  # optuna may wrap RDBStorage in a cache
+    if not isinstance(backend, RDBStorage):
+        return {}
+    with _create_scoped_session(backend.scoped_session) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar()
+        rows = (
+            session.query(models.TrialModel.trial_id, models.TrialHeartbeatModel.heartbeat)
+            .join(models.TrialHeartbeatModel, models.TrialModel.heartbeats)
+            .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+    if now is None:
+        return {}
+    now = now.replace(tzinfo=None)  # Postgres answers timezone-aware, SQLite naive (as optuna does)
+    return {tid: (now - beat.replace(tzinfo=None)).total_seconds() for tid, beat in rows}
