@@ -162,8 +162,9 @@ def test_yaml_is_readable_and_ordered(tmp_path: Path, template: Path) -> None:
     url, name = make_study(tmp_path, template)
     out = export_best(url, name, tmp_path / "best.yaml")
     data = yaml.safe_load(out.read_text())
-    assert list(data) == ["data", "model", "train", "provenance"]
+    assert list(data) == ["data", "model", "train", "scale", "provenance"]
     assert data["model"]["kwargs"] == {"base_width": 32}
+    assert data["scale"] == "full"  # the scale it trained at travels with the export
 
 
 def test_export_into_a_folder(tmp_path: Path, template: Path) -> None:
