@@ -312,7 +312,7 @@ def _study_searching_epochs(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("option", "expected"),
     [
-        (["--max-epochs", "2"], "--max-epochs 2 would cap train.epochs, which this study searches"),
+        (["--max-epochs", "2"], "--max-epochs 2 would cap the training length, which this study searches"),
         (["--set", "train.lr=0.01"], "--set train.lr would replace what the search samples"),
     ],
     ids=["cap", "set"],

@@ -143,7 +143,7 @@ def test_each_layer_beats_the_one_below() -> None:
 
 
 def test_the_cap_lowers_epochs_and_a_warmup_that_no_longer_fits() -> None:
-    base = {"train": {"epochs": 10, "warmup_epochs": 5}}
+    base = {"train": {"epochs": 10, "warmup_epochs": 5, "scheduler": "cosine"}}
     capped = resolve_run_config(base, max_epochs=3)
     assert (capped.train.epochs, capped.train.warmup_epochs) == (3, 2)
     assert resolve_run_config(base, max_epochs=20).train.epochs == 10  # a cap never raises the count
@@ -153,7 +153,7 @@ def test_the_cap_lowers_epochs_and_a_warmup_that_no_longer_fits() -> None:
 def test_a_set_on_a_sampled_path_and_a_cap_on_sampled_epochs_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"--set train\.lr would replace what the search samples"):
         resolve_run_config({}, params={"train.lr": 0.1}, overrides={"train.lr": 0.2})
-    with pytest.raises(ConfigError, match=r"--max-epochs 2 would cap train\.epochs"):
+    with pytest.raises(ConfigError, match=r"--max-epochs 2 would cap the training length"):
         resolve_run_config({}, params={"train.epochs": 5}, max_epochs=2)
 
 
@@ -173,7 +173,7 @@ def test_preparation_refuses_what_every_trial_would_refuse_and_returns_the_cappe
     with pytest.raises(ConfigError, match=r"--set train\.batch_size would replace"):
         validated_base(smoke, overrides={"train.batch_size": 8})
     searching = _smoke({"train.epochs": {"type": "int", "low": 1, "high": 3}})
-    with pytest.raises(ConfigError, match=r"--max-epochs 1 would cap train\.epochs, which this study"):
+    with pytest.raises(ConfigError, match=r"--max-epochs 1 would cap the training length, which this study"):
         validated_base(searching, max_epochs=1)
     assert validated_base(searching).train.epochs == 4  # without a cap the study is fine
 

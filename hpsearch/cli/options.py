@@ -98,6 +98,15 @@ HeartbeatOpt = Annotated[int, typer.Option("--heartbeat", min=1, help="heartbeat
 GraceOpt = Annotated[
     int, typer.Option("--grace", min=2, help="seconds without heartbeat before a trial is failed")
 ]
+ScaleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scale",
+        help="named scale: full (the configured sizes) or laptop (images <= 96², widths / 4); "
+        "a study keeps the scale it was created at",
+        show_default=False,
+    ),
+]
 CompileOpt = Annotated[
     CompileMode | None, typer.Option("--compile", help="torch.compile (overrides the configs)")
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hpsearch.cli._app import app, console, err_console
-from hpsearch.cli.options import CompileOpt, DataOpt, DeviceOpt
+from hpsearch.cli.options import CompileOpt, DataOpt, DeviceOpt, ScaleOpt
 
 
 @app.command()
@@ -39,6 +39,7 @@ def reproduce(
         Path | None, typer.Option("--config-dir", help="folder with the column configs (default: configs/)")
     ] = None,
     compile_mode: CompileOpt = None,
+    scale: ScaleOpt = None,
 ) -> None:
     """Train the report's columns, test each on the sealed test set, write results.md and results.json.
 
@@ -60,6 +61,7 @@ def reproduce(
         config_dir=config_dir,
         tuned_config=tuned_config,
         compile_mode=compile_mode.value if compile_mode else None,
+        scale=scale,
         log=lambda msg: (err_console if msg.startswith("WARNING") else console).print(
             msg, highlight=False, markup=False
         ),

@@ -21,6 +21,7 @@ from hpsearch.cli.options import (
     NameOpt,
     NTrialsOpt,
     OutOpt,
+    ScaleOpt,
     SetOpt,
     StorageOpt,
     StoredStudyOpt,
@@ -58,6 +59,10 @@ def run(
     artifacts: ArtifactsOpt = None,
     sets: SetOpt = None,
     max_epochs: MaxEpochsOpt = None,
+    scale: ScaleOpt = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate/--no-estimate", help="time a few real steps and print the cost first")
+    ] = True,
     force: ForceOpt = False,
     heartbeat: HeartbeatOpt = 30,
     grace: GraceOpt = 90,
@@ -68,9 +73,12 @@ def run(
     opts = search_options(
         study=study, storage=storage, data=data, n_trials=n_trials, timeout=timeout, device=device,
         study_name=study_name, out=out, artifacts=artifacts, sets=sets, max_epochs=max_epochs, force=force,
-        heartbeat=heartbeat, grace=grace,
+        heartbeat=heartbeat, grace=grace, scale=scale,
     )  # fmt: skip
-    outcome = run_search(opts, workers=workers, on_open=_announce)
+    outcome = run_search(
+        opts, workers=workers, on_open=_announce, estimate=estimate,
+        say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
+    )  # fmt: skip
     _print_outcome(outcome)
     if outcome.interrupted:
         raise typer.Exit(130)
@@ -81,7 +89,8 @@ def _announce(prepared: PreparedStudy) -> None:
 
     verb = "created" if prepared.created else "resuming"
     shown = mask_url(prepared.storage_url)
-    console.print(f"{verb} study '{prepared.study_name}' in {shown} (data: {prepared.data_dir})")
+    where = f"{shown} (data: {prepared.data_dir}, scale: {prepared.scale})"
+    console.print(f"{verb} study '{prepared.study_name}' in {where}")
 
 
 def _print_outcome(outcome: SearchOutcome) -> None:
@@ -111,6 +120,7 @@ def create(
     data: DataOpt = None,
     n_trials: NTrialsOpt = None,
     study_name: NameOpt = None,
+    scale: ScaleOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Create (or check) a study and its budget without running any trial."""
@@ -118,11 +128,13 @@ def create(
     from hpsearch.search.storage import mask_url
 
     opts = search_options(
-        study=study, storage=storage, data=data, n_trials=n_trials, study_name=study_name, force=force
-    )
+        study=study, storage=storage, data=data, n_trials=n_trials, study_name=study_name, force=force,
+        scale=scale,
+    )  # fmt: skip
     prepared = open_study(opts)
     state = "created" if prepared.created else "already exists (unchanged)"
-    console.print(f"study '{prepared.study_name}' {state} in {mask_url(storage)}")
+    where = f"{mask_url(storage)} (scale: {prepared.scale})"
+    console.print(f"study '{prepared.study_name}' {state} in {where}")
 
 
 @app.command()
@@ -143,7 +155,10 @@ def worker(
         int | None,
         typer.Option("--worker-index", help="seed stream of this worker (default: from Slurm/Kubernetes)"),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no live display")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="no live display and no per-epoch lines (per-trial lines stay)")
+    ] = False,
+    scale: ScaleOpt = None,
     force: ForceOpt = False,
     heartbeat: HeartbeatOpt = 30,
     grace: GraceOpt = 90,
@@ -154,7 +169,7 @@ def worker(
 
     opts = search_options(
         study=study, storage=storage, data=data, timeout=timeout, device=device, out=out, artifacts=artifacts,
-        sets=sets, max_epochs=max_epochs, force=force, heartbeat=heartbeat, grace=grace,
+        sets=sets, max_epochs=max_epochs, force=force, heartbeat=heartbeat, grace=grace, scale=scale,
     )  # fmt: skip
     index = worker_index_from_env() if worker_index is None else worker_index
     with live_board(f"study {study}", enabled=False if quiet else None) as board:

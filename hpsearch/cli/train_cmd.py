@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hpsearch.cli._app import app, console
-from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit
+from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit, ScaleOpt
 
 
 @app.command()
@@ -19,19 +19,22 @@ def train(
     data: DataOpt = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/train"),
     device: DeviceOpt = None,
+    scale: ScaleOpt = None,
 ) -> None:
-    """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png."""
+    """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png.
+
+    Without a terminal (nohup, Slurm, Kubernetes) it writes one line per epoch instead of a progress bar."""
     from hpsearch.training.config import load_config, resolve_run_config
     from hpsearch.training.runner import train_from_config
     from hpsearch.training.validate import check_registry_names
 
-    cfg = resolve_run_config(load_config(config), device=device, source=str(config))
+    cfg = resolve_run_config(load_config(config), device=device, scale=scale, source=str(config))
     check_registry_names(cfg, source=str(config))
     outcome = train_from_config(cfg, data_dir=data, out_dir=out)
     r = outcome.result
     console.print(
         f"best val Dice {r.best_dice:.4f} / IoU {r.best_iou:.4f} at epoch {r.best_epoch}/{r.epochs_run} "
-        f"on {r.device} in {r.wall_time_s:.1f}s ({r.train_img_per_s:.1f} img/s)"
+        f"on {r.device} in {r.wall_time_s:.1f}s ({r.train_img_per_s:.1f} img/s, scale {cfg.scale})"
     )
     console.print(f"wrote {r.checkpoint_path}, {outcome.metrics_path}, {outcome.curves_path}")
 

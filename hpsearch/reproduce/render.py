@@ -44,6 +44,7 @@ def render_table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, list[str]]] = [
         ("recipe", [c["recipe"] for c in cols.values()]),
         ("model", [c["model"] for c in cols.values()]),
+        ("scale", [c.get("scale", "full") for c in cols.values()]),
         ("image size", [f"{c['image_size']}²" for c in cols.values()]),
         ("base width / depth", [f"{c['base_width']} / {c['depth']}" for c in cols.values()]),
         ("epochs", [str(c["epochs"]) for c in cols.values()]),

@@ -44,7 +44,7 @@ from hpsearch.reproduce.sanity import (
     split_or_reason,
     warn_if_suspicious,
 )
-from hpsearch.training.config import RunConfig, dump_config
+from hpsearch.training.config import RunConfig, dump_config, resolve_run_config
 
 Log = Callable[[str], None]
 RUN_RECORD = "run.json"
@@ -100,6 +100,7 @@ def _resolve_columns(
     base: dict[str, tuple[RunConfig, str]],
     *,
     quick: bool,
+    scale: str | None = None,
     device: str | None,
     epochs: int | None,
     max_train_images: int | None,
@@ -111,6 +112,9 @@ def _resolve_columns(
     cfgs: dict[str, RunConfig] = {}
     for key, (cfg, source) in base.items():
         check_registry_names(cfg, source=source)
+        # The scale first: it shrinks the model and images of every column alike (a laptop-scale export as
+        # the tuned column is already at that scale and is left as it is).
+        cfg = resolve_run_config(cfg, scale=scale, source=source)
         if quick:
             cfg = quick_config(
                 cfg, epochs=epochs or QUICK_EPOCHS, max_train_images=max_train_images or QUICK_MAX_TRAIN
@@ -157,6 +161,7 @@ def plan_columns(
     config_dir: str | Path | None = None,
     tuned_config: str | Path | None = None,
     compile_mode: str | None = None,
+    scale: str | None = None,
     log: Log = print,
 ) -> Plan:
     """Load, check and resolve every column's config and split the data, before anything trains."""
@@ -174,7 +179,7 @@ def plan_columns(
     check_comparable({k: c for k, (c, _) in base.items()}, {k: s for k, (_, s) in base.items()})
     cfgs = _resolve_columns(
         base, quick=quick, device=device, epochs=epochs, max_train_images=max_train_images,
-        compile_mode=compile_mode,
+        compile_mode=compile_mode, scale=scale,
     )  # fmt: skip
     pairs = verify_dataset(ddir)
     note = _fit_split(cfgs, ddir, pairs, quick=quick, log=log)
@@ -355,6 +360,7 @@ def _column_result(key: str, plan: Plan, runs: list[dict[str, Any]], cdir: Path)
         "provenance": _provenance_note(plan.loaded[key][0]),
         "model": cfg0.model.name,
         "model_kwargs": dict(cfg0.model.kwargs),
+        "scale": cfg0.scale,
         "image_size": cfg0.data.image_size,
         "base_width": cfg0.model.kwargs.get("base_width"),
         "depth": cfg0.model.kwargs.get("depth"),
@@ -449,6 +455,7 @@ def reproduce(
     config_dir: str | Path | None = None,
     tuned_config: str | Path | None = None,
     compile_mode: str | None = None,
+    scale: str | None = None,
     progress: bool | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
@@ -461,7 +468,7 @@ def reproduce(
     plan = plan_columns(
         data_dir, out_dir, columns=columns, quick=quick, device=device, epochs=epochs,
         max_train_images=max_train_images, config_dir=config_dir, tuned_config=tuned_config,
-        compile_mode=compile_mode, log=log,
+        compile_mode=compile_mode, scale=scale, log=log,
     )  # fmt: skip
     plan.out.mkdir(parents=True, exist_ok=True)
     save_split(plan.split, plan.out / "split.json")
@@ -472,6 +479,7 @@ def reproduce(
     counts = plan.split.counts()
     results: dict[str, Any] = {
         "kind": "quick" if quick else "full",
+        "scale": sorted({c.scale for c in plan.cfgs.values()}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data_dir": str(plan.data_dir),
         "n_seeds": seeds,

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import warnings
 from pathlib import Path
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
 
 from hpsearch.errors import ConfigError
 from hpsearch.results.query import check_storage_exists, study_metric
 from hpsearch.search import keys
+from hpsearch.search.lifecycle import name_metric
 from hpsearch.search.storage import artifact_store, make_storage
 
 DEFAULT_HOST = "127.0.0.1"
@@ -52,26 +51,6 @@ def dashboard_url(host: str, port: int) -> str:
     if ":" in shown and not shown.startswith("["):
         shown = f"[{shown}]"  # IPv6 literals need brackets in a URL
     return f"http://{shown}:{port}/dashboard"
-
-
-def name_metric(study: optuna.Study, metric: str) -> bool:
-    """Name the study's objective ``metric`` so the dashboard shows e.g. ``val_dice``, not "Objective 0".
-
-    Idempotent: writes only when the stored name differs, so any number of workers or dashboards may call
-    it. Returns whether it wrote. hpsearch studies have one objective; a multi-objective study is refused.
-    """
-    if len(study.directions) != 1:
-        raise ConfigError(
-            f"study '{study.study_name}' has {len(study.directions)} objectives; name_metric names the one "
-            "objective of a single-objective study, so pass such a study"
-        )
-    if study.metric_names == [metric]:
-        return False
-    with warnings.catch_warnings():
-        # Experimental since optuna 3.2 and unchanged since; the warning would repeat on every start.
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        study.set_metric_names([metric])
-    return True
 
 
 def name_stored_metrics(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -130,3 +130,54 @@ def fit_hints(*, device_type: str, scale: str, epochs_searched: bool) -> list[st
     )
     hints.append("--n-trials N (fewer trials)")
     return hints
+
+
+def _remaining_trials(prepared: Any, opts: Any) -> int | None:
+    """Trials this run will still start: the study's waiting budget tickets, else ``--n-trials``."""
+    import optuna
+
+    from hpsearch.search import keys
+
+    if keys.BUDGET_N_TRIALS in prepared.study_attrs():
+        sid = prepared.storage.get_study_id_from_name(prepared.study_name)
+        waiting = (optuna.trial.TrialState.WAITING,)
+        return len(prepared.storage.get_all_trials(sid, deepcopy=False, states=waiting))
+    return opts.n_trials
+
+
+def estimate_study(prepared: Any, opts: Any, *, workers: int = 1) -> StudyCost:
+    """Measure a representative trial of the opened study on its device and scale, before any trial runs."""
+    from hpsearch.search.objective import TrialContext, build_trial_config
+    from hpsearch.training.estimate import measure_cost
+    from hpsearch.training.runner import prepare_data
+
+    spec = prepared.spec
+    ctx = TrialContext(
+        spec=spec,
+        data_dir=prepared.data_dir,
+        out_root=prepared.out_root,
+        overrides=dict(opts.overrides),
+        device=opts.device,
+        max_epochs=opts.max_epochs,
+        scale=prepared.scale,
+    )
+    cfg = build_trial_config(ctx, representative_params(spec.space), 0)
+    data = prepare_data(cfg.data, prepared.data_dir, progress=False)
+    cost = measure_cost(cfg, data)
+    epochs = epoch_choices(spec, cfg.train.epochs)
+    if opts.max_epochs is not None:
+        epochs = [min(e, opts.max_epochs) for e in epochs]
+    # Worker processes on one CPU share its cores (each gets cores / N threads): no speed-up to count on.
+    parallel = workers if cost.device.lower().startswith("cuda") else 1
+    return StudyCost(cost, epochs, _remaining_trials(prepared, opts), opts.timeout, parallel)
+
+
+def estimate_lines(prepared: Any, opts: Any, *, workers: int = 1) -> list[str]:
+    """``estimate_study`` as the lines ``hpsearch run`` prints before the first trial."""
+    study = estimate_study(prepared, opts, workers=workers)
+    hints = fit_hints(
+        device_type=study.cost.device.split()[0].lower(),
+        scale=prepared.scale,
+        epochs_searched="train.epochs" in prepared.spec.space,
+    )
+    return describe(study, scale=prepared.scale, hint_flags=hints)

@@ -12,6 +12,7 @@ SPEC_FINGERPRINT = "spec_fingerprint"  # hash of space/fixed/metric/direction/sa
 DATA_SPLIT_HASH = "data_split_hash"  # hash of the train/val/test stems: resume and worker check
 BUDGET_N_TRIALS = "budget_n_trials"  # the study's total trial budget (tickets issued so far)
 VERSION = "hpsearch_version"  # package version that created the study
+SCALE = "hpsearch_scale"  # the named scale every trial trains at (hpsearch.training.scale); fixed per study
 
 # ---- trial user attributes
 TICKET = "hpsearch_ticket"  # this trial was enqueued as one unit of the budget
@@ -37,6 +38,9 @@ ARTIFACTS = "artifacts"  # {"gallery": artifact id, "curves": artifact id}
 FAIL_REASON = "fail_reason"
 FAIL_DETAIL = "fail_detail"
 PRUNE_REASON = "prune_reason"
+NOTE_ERROR = "note_error"  # why the dashboard note could not be written (the trial itself is fine)
+MONITOR = "monitor"  # the metric that picked the best epoch (the study's metric)
+BEST_VALUE = "best_value"  # the study metric at the best epoch: the trial's value
 
 # ---- trial system attribute set by Optuna's retry callback (and by hpsearch for interrupted tickets)
 FAILED_TRIAL = "failed_trial"

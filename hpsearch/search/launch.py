@@ -26,8 +26,11 @@ from hpsearch.search.worker import run_worker
 CLEAN_EXITS = (0, 130)
 
 
-def _worker_command(opts: SearchOptions, prepared: PreparedStudy, index: int) -> list[str]:
-    """``python -m hpsearch worker ...`` with every option that shapes a trial spelled out."""
+def _worker_command(
+    opts: SearchOptions, prepared: PreparedStudy, index: int, *, quiet: bool = True
+) -> list[str]:
+    """``python -m hpsearch worker ...`` with every option that shapes a trial spelled out. ``quiet``: the
+    parent shows a live table, so the worker prints no per-epoch lines into it."""
     cmd = [
         sys.executable, "-m", "hpsearch", "worker",
         "--study", prepared.study_name,
@@ -35,7 +38,8 @@ def _worker_command(opts: SearchOptions, prepared: PreparedStudy, index: int) ->
         "--data", str(prepared.data_dir),
         "--worker-index", str(index),
         "--out", str(prepared.out_root.parent),
-        "--quiet",
+        *(["--quiet"] if quiet else []),
+        "--scale", prepared.scale,
         "--heartbeat", str(opts.storage_options.heartbeat_interval),
         "--grace", str(opts.storage_options.grace_period),
     ]  # fmt: skip
@@ -50,7 +54,9 @@ def _worker_command(opts: SearchOptions, prepared: PreparedStudy, index: int) ->
     return cmd + set_args(opts.overrides)
 
 
-def spawn_workers(opts: SearchOptions, prepared: PreparedStudy, n: int) -> list[subprocess.Popen]:
+def spawn_workers(
+    opts: SearchOptions, prepared: PreparedStudy, n: int, *, quiet: bool = True
+) -> list[subprocess.Popen]:
     """Start ``n`` worker processes on this machine; with several GPUs, pin them round-robin."""
     try:
         import torch
@@ -67,7 +73,7 @@ def spawn_workers(opts: SearchOptions, prepared: PreparedStudy, n: int) -> list[
             # CPU workers share the cores: N processes with a thread per core each oversubscribe the CPU
             # (measured: 4 workers on 2 cores ran the same study ~5x slower).
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
-        procs.append(subprocess.Popen(_worker_command(opts, prepared, i), env=env))
+        procs.append(subprocess.Popen(_worker_command(opts, prepared, i, quiet=quiet), env=env))
     return procs
 
 
@@ -97,6 +103,8 @@ def resume_hint(opts: SearchOptions, prepared: PreparedStudy | None = None) -> s
         ("--artifacts", opts.artifacts),
         ("--device", opts.device),
         ("--max-epochs", opts.max_epochs),
+        ("--scale", opts.scale),
+        ("--timeout", opts.timeout),
     ):
         if value is not None and (value or flag == "--n-trials"):
             parts += [flag, str(value)]
@@ -126,7 +134,7 @@ def _run_processes(
     opts: SearchOptions, prepared: PreparedStudy, n: int, board: Board
 ) -> tuple[bool, list[int]]:
     """N worker processes; returns (interrupted, exit codes). Ctrl-C reaches them too: wait for them."""
-    procs = spawn_workers(opts, prepared, n)
+    procs = spawn_workers(opts, prepared, n, quiet=board.live is not None)
     handle = optuna.load_study(study_name=prepared.study_name, storage=prepared.storage)
     try:
         return False, wait_workers(procs, poll=lambda: board.poll(handle))
@@ -152,10 +160,14 @@ def run_search(
     workers: int = 1,
     live: bool | None = None,
     on_open: Callable[[PreparedStudy], None] | None = None,
+    say: Callable[[str], None] | None = None,
+    estimate: bool = True,
 ) -> SearchOutcome:
     """Create or resume the study and run its trials here (``workers=1``) or in ``workers`` processes.
 
-    ``on_open`` hears about the study once it is open, before any trial. Ctrl-C stops the trials cleanly
+    ``on_open`` hears about the study once it is open, before any trial. With ``estimate``, a few real
+    training steps are timed first and ``say`` gets the cost estimate (per epoch, per trial, the study).
+    Ctrl-C stops the trials cleanly
     (see ``run_trials``) and the outcome then carries the command that resumes the study.
     """
     prepared = open_study(opts)
@@ -164,6 +176,11 @@ def run_search(
     outcome = SearchOutcome(prepared)
     if opts.n_trials == 0:
         return outcome
+    if estimate:
+        from hpsearch.search.cost import estimate_lines
+
+        for line in estimate_lines(prepared, opts, workers=workers):
+            (say or print)(line)
     with live_board(f"study {prepared.study_name}", enabled=live, metric=prepared.spec.metric) as board:
         if workers == 1:
             summary, _ = run_worker(opts, worker_index=0, on_event=board.on_event, prepared=prepared)

@@ -15,13 +15,16 @@ storage, so a typo never leaves a half-made study behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import ExperimentalWarning
 
 import hpsearch
 from hpsearch.errors import ConfigError
@@ -31,6 +34,7 @@ from hpsearch.search.spec import StudySpec, builtin_studies, load_study_spec, pa
 from hpsearch.search.storage import make_storage, mask_url, study_exists
 from hpsearch.search.strategies import build_pruner, build_sampler
 from hpsearch.training.config import RunConfig, resolve_run_config
+from hpsearch.training.scale import FULL
 
 SYNTH_N = 48
 # How long a worker waits for the spec of a study that another worker created a moment ago.
@@ -59,6 +63,7 @@ def validated_base(
     overrides: dict[str, Any] | None = None,
     device: str | None = None,
     max_epochs: int | None = None,
+    scale: str | None = None,
 ) -> RunConfig:
     """The config every trial starts from (study ``fixed`` + ``--set`` + ``--device``, capped), checked now.
 
@@ -69,7 +74,9 @@ def validated_base(
     """
     from hpsearch.training.validate import check_registry_names
 
-    plain = resolve_run_config(spec.fixed, overrides=overrides, device=device, source="--set/--device")
+    plain = resolve_run_config(
+        spec.fixed, overrides=overrides, device=device, scale=scale, source="--set/--device/--scale"
+    )
     check_registry_names(plain, source="--set/--device")
     tree = plain.model_dump(mode="json")
     # A sampled path missing from the config cannot be in ``overrides`` either (they are applied above).
@@ -118,7 +125,9 @@ def check_inputs(spec: StudySpec, opts: SearchOptions) -> StudyInputs:
     """Validate overrides, caps and the dataset for ``spec`` (data errors abort here, before any trial)."""
     from hpsearch.data.splits import split_for
 
-    base = validated_base(spec, overrides=opts.overrides, device=opts.device, max_epochs=opts.max_epochs)
+    base = validated_base(
+        spec, overrides=opts.overrides, device=opts.device, max_epochs=opts.max_epochs, scale=opts.scale
+    )
     data_dir = resolve_study_data(spec, opts.data, base)
     _, split = split_for(base.data, data_dir)
     return StudyInputs(base, data_dir, split.hash)
@@ -157,17 +166,32 @@ def _issue_tickets(study: optuna.Study, spec: StudySpec, n_total: int) -> int:
     return max(0, n_total - have)
 
 
-def _stamp(study: optuna.Study, spec: StudySpec, split_hash: str) -> None:
+def _stamp(study: optuna.Study, spec: StudySpec, split_hash: str, scale: str) -> None:
     study.set_user_attr(keys.SPEC_FINGERPRINT, spec.fingerprint())
     study.set_user_attr(keys.DATA_SPLIT_HASH, split_hash)
+    study.set_user_attr(keys.SCALE, scale)
+
+
+def stored_scale(attrs: dict[str, Any]) -> str:
+    """The scale a study's trials train at (studies made before scales existed are full scale)."""
+    return str(attrs.get(keys.SCALE, FULL))
 
 
 def _resume_problems(
-    study: optuna.Study, *, fingerprint: str | None, split_hash: str, data_dir: Path | None = None
+    study: optuna.Study,
+    *,
+    fingerprint: str | None,
+    split_hash: str,
+    data_dir: Path | None = None,
+    scale: str | None = None,
 ) -> list[str]:
-    """What differs between the stored study and the caller's spec and data (``fingerprint`` None: skip)."""
+    """What differs between the stored study and the caller's spec, data and scale (None: not checked)."""
     attrs = study.user_attrs
     problems = []
+    if scale is not None and stored_scale(attrs) != scale:
+        problems.append(
+            f"it trains at scale '{stored_scale(attrs)}', not '{scale}' (pass --scale {stored_scale(attrs)})"
+        )
     if fingerprint is not None and attrs.get(keys.SPEC_FINGERPRINT) != fingerprint:
         problems.append("the search space, fixed settings, sampler or pruner changed")
     stored = attrs.get(keys.DATA_SPLIT_HASH)
@@ -175,6 +199,26 @@ def _resume_problems(
         where = f"data at '{data_dir}' gives" if data_dir is not None else "now"
         problems.append(f"the data split changed (stored {str(stored)[:12]}, {where} {split_hash[:12]})")
     return problems
+
+
+def name_metric(study: optuna.Study, metric: str) -> bool:
+    """Name the study's objective ``metric`` so the dashboard shows e.g. ``val_dice``, not "Objective 0".
+
+    Idempotent: writes only when the stored name differs, so any number of workers or dashboards may call
+    it. Returns whether it wrote. hpsearch studies have one objective; a multi-objective study is refused.
+    """
+    if len(study.directions) != 1:
+        raise ConfigError(
+            f"study '{study.study_name}' has {len(study.directions)} objectives; name_metric names the one "
+            "objective of a single-objective study, so pass such a study"
+        )
+    if study.metric_names == [metric]:
+        return False
+    with warnings.catch_warnings():
+        # Experimental since optuna 3.2 and unchanged since; the warning would repeat on every start.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names([metric])
+    return True
 
 
 def create_or_load_study(
@@ -186,6 +230,7 @@ def create_or_load_study(
     n_trials: int | None = None,
     force: bool = False,
     create_only: bool = False,
+    scale: str = FULL,
 ) -> tuple[optuna.Study, bool]:
     """Create the study (storing its spec) or resume it, checking space and data are unchanged.
 
@@ -203,11 +248,14 @@ def create_or_load_study(
         study = optuna.create_study(
             storage=storage, study_name=name, direction=spec.direction, sampler=sampler, pruner=pruner
         )
-        _stamp(study, spec, split_hash)
+        _stamp(study, spec, split_hash, scale)
         study.set_user_attr(keys.VERSION, hpsearch.__version__)
+        name_metric(study, spec.metric)  # optuna-dashboard then shows val_dice, not "Objective 0"
     else:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        problems = _resume_problems(study, fingerprint=spec.fingerprint(), split_hash=split_hash)
+        problems = _resume_problems(
+            study, fingerprint=spec.fingerprint(), split_hash=split_hash, scale=scale
+        )
         if problems and not force:
             raise ConfigError(
                 f"cannot resume study '{name}': {'; '.join(problems)}; use --study-name NEW to start a new "
@@ -215,7 +263,8 @@ def create_or_load_study(
             )
         if problems:
             study.set_user_attr(keys.SPEC, spec.model_dump_json())
-            _stamp(study, spec, split_hash)
+            _stamp(study, spec, split_hash, scale)
+            name_metric(study, spec.metric)
     budget = n_trials if n_trials is not None else spec.budget.n_trials
     if budget is not None:
         stored = int(study.user_attrs.get(keys.BUDGET_N_TRIALS, 0))
@@ -242,6 +291,7 @@ class PreparedStudy:
     created: bool
     out_root: Path
     base: RunConfig | None = None  # the checked config every trial starts from
+    scale: str = FULL  # the named scale every trial trains at
 
     def study_attrs(self) -> dict[str, Any]:
         """The study's user attributes, read now."""
@@ -274,24 +324,31 @@ def _await_stored_spec(storage: Any, name: str, *, wait_s: float) -> tuple[optun
 
 def _join(
     storage: Any, name: str, opts: SearchOptions, file_spec: StudySpec | None, inputs: StudyInputs | None
-) -> tuple[StudySpec, StudyInputs]:
-    """A worker follows the spec stored with the study; its data must still give the stored split."""
+) -> tuple[StudySpec, StudyInputs, str]:
+    """A worker follows the spec and scale stored with the study; its data must give the stored split."""
     study, spec = _await_stored_spec(storage, name, wait_s=SPEC_WAIT_S)
-    if inputs is None or spec != file_spec:
-        inputs = check_inputs(spec, opts)
+    scale = stored_scale(study.user_attrs)
+    asked = opts.scale
+    if inputs is None or spec != file_spec or (asked or FULL) != scale:
+        inputs = check_inputs(spec, dataclasses.replace(opts, scale=scale))
     problems = _resume_problems(
-        study, fingerprint=None, split_hash=inputs.split_hash, data_dir=inputs.data_dir
+        study, fingerprint=None, split_hash=inputs.split_hash, data_dir=inputs.data_dir, scale=asked
     )
     if problems and not opts.force:
         raise ConfigError(
             f"cannot join study '{name}': {'; '.join(problems)}; point --data at the dataset the study was "
-            "created with, or use --force"
+            "created with (and leave --scale out: workers follow the study's), or use --force"
         )
-    return spec, inputs
+    return spec, inputs, scale
 
 
 def _create(
-    storage: Any, name: str, opts: SearchOptions, spec: StudySpec | None, inputs: StudyInputs | None
+    storage: Any,
+    name: str,
+    opts: SearchOptions,
+    spec: StudySpec | None,
+    inputs: StudyInputs | None,
+    scale: str,
 ) -> bool:
     """Create the study from its file; False when another process created it at the same moment."""
     if spec is None or inputs is None:
@@ -307,6 +364,7 @@ def _create(
             split_hash=inputs.split_hash,
             n_trials=opts.n_trials,
             create_only=True,
+            scale=scale,
         )
     except optuna.exceptions.DuplicatedStudyError:
         return False
@@ -316,9 +374,10 @@ def _create(
 def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
     """Open the study ``opts`` names, creating it from its study file when the storage does not have it yet.
 
-    ``run`` and ``create`` own the study file: an existing study must have the same spec and data split
-    (else ``--force``), and its budget is topped up to ``n_trials``. A worker (``joining``) may name a stored
-    study directly, follows the spec stored with it, never issues budget tickets, and checks the data split.
+    ``run`` and ``create`` own the study file: an existing study must have the same spec, data split and
+    scale (else ``--force``), and its budget is topped up to ``n_trials``. A worker (``joining``) may name a
+    stored study directly, follows the spec and scale stored with it, never issues budget tickets, and checks
+    the data split.
     """
     if opts.n_trials is not None and opts.n_trials < 0:
         raise ConfigError(f"--n-trials must be >= 0 (got {opts.n_trials})")
@@ -327,9 +386,10 @@ def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
     storage = make_storage(opts.storage, opts.storage_options)
     name = _study_name(storage, opts, spec, joining=joining)
     existed = study_exists(storage, name)
-    created = not existed and _create(storage, name, opts, spec, inputs)
+    scale = opts.scale or FULL
+    created = not existed and _create(storage, name, opts, spec, inputs, scale)
     if joining and not created:
-        spec, inputs = _join(storage, name, opts, spec, inputs)
+        spec, inputs, scale = _join(storage, name, opts, spec, inputs)
     elif not created:
         assert spec is not None and inputs is not None  # run/create always have a study file
         if not existed:  # another process won the race to create it, and stores the spec last
@@ -341,9 +401,19 @@ def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
             split_hash=inputs.split_hash,
             n_trials=opts.n_trials,
             force=opts.force,
+            scale=scale,
         )
     assert spec is not None and inputs is not None
     out_root = opts.out_root / name
     return PreparedStudy(
-        spec, name, opts.storage, storage, inputs.data_dir, inputs.split_hash, created, out_root, inputs.base
+        spec,
+        name,
+        opts.storage,
+        storage,
+        inputs.data_dir,
+        inputs.split_hash,
+        created,
+        out_root,
+        inputs.base,
+        scale,
     )

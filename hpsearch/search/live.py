@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hpsearch.search import keys
-from hpsearch.training.progress import is_interactive
+from hpsearch.training.progress import format_duration, is_interactive
 
 METRIC_LABELS = {"val_dice": "val Dice", "val_iou": "val IoU"}
 
@@ -38,6 +38,7 @@ class Board:
     done: dict[str, int] = field(default_factory=dict)
     console: Console = field(default_factory=lambda: Console(stderr=True))
     live: Live | None = None
+    epoch_lines: bool = False  # without a live table: one plain line per epoch (for logs and tail -f)
 
     def on_event(self, ev: dict[str, Any]) -> None:
         """Objective event hook (start / epoch / end)."""
@@ -55,6 +56,8 @@ class Board:
             )
         elif kind == "epoch":
             row.update(epoch=ev["epoch"], epochs=ev.get("epochs"), value=ev["value"])
+            if self.live is None and self.epoch_lines:
+                self.console.print(self.epoch_line(ev), highlight=False, markup=False, soft_wrap=True)
         elif kind == "end":
             row["state"] = ev["state"]
             self.done[ev["state"]] = self.done.get(ev["state"], 0) + 1
@@ -95,6 +98,21 @@ class Board:
             self.best, self.best_trial = b.value, b.number
         self.refresh()
 
+    def epoch_line(self, ev: dict[str, Any]) -> str:
+        """``trial 3 epoch 5/25 | train loss 0.2345 | best val Dice 0.7012 | 23.1 img/s | elapsed 2m13s``."""
+        worker = str(ev.get("worker", "0"))
+        parts = [f"{'' if worker == '0' else f'worker {worker} '}trial {ev['trial']} "
+                 f"epoch {ev['epoch']}/{ev.get('epochs', '?')}"]
+        if ev.get("train_loss") is not None:
+            parts.append(f"train loss {ev['train_loss']:.4f}")
+        if ev.get("value") is not None:
+            parts.append(f"best {self.label} {ev['value']:.4f}")
+        if ev.get("img_per_s") is not None:
+            parts.append(f"{ev['img_per_s']:.1f} img/s")
+        if ev.get("elapsed") is not None:
+            parts.append(f"elapsed {format_duration(ev['elapsed'])}")
+        return " | ".join(parts)
+
     @property
     def label(self) -> str:
         """How the study's metric is shown."""
@@ -127,10 +145,13 @@ class Board:
 
 @contextlib.contextmanager
 def live_board(title: str, enabled: bool | None = None, *, metric: str = "val_dice") -> Iterator[Board]:
-    """A Board shown with rich Live on a terminal; plain one-line-per-trial output otherwise."""
+    """A Board shown with rich Live on a terminal (``enabled=None``); without one, a plain line per epoch and
+    per trial, so a log under nohup, Slurm or Kubernetes can be followed. ``enabled=False`` (a worker started
+    under another process's live table) prints the per-trial lines only."""
     board = Board(title, metric=metric)
     if enabled is None:
         enabled = is_interactive()
+        board.epoch_lines = not enabled
     if not enabled:
         yield board
         return

@@ -5,6 +5,7 @@ Together with ``space.py`` this is the only code that touches ``optuna.Trial``.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import traceback
@@ -18,6 +19,7 @@ import torch
 
 from hpsearch.errors import NonFiniteLossError
 from hpsearch.search import keys
+from hpsearch.search.notes import config_differences, trial_note
 from hpsearch.search.space import suggest
 from hpsearch.search.spec import StudySpec
 from hpsearch.training.config import RunConfig, resolve_run_config
@@ -111,18 +113,31 @@ class TrialContext:
     artifact_store: Any | None = None
     worker: str = "0"
     on_event: Callable[[Event], None] | None = None
+    scale: str = "full"
+    deadline: float | None = None  # time.monotonic() after which a running trial stops at its next epoch
 
 
-def build_trial_config(ctx: TrialContext, params: dict[str, Any], trial_number: int) -> RunConfig:
-    """Defaults < study ``fixed`` < sampled params < CLI overrides; seed = study seed + trial number."""
+def _study_base(spec: StudySpec) -> dict[str, Any]:
+    """The study's fixed part, monitoring the study's metric: the kept epoch is the one the study ranks."""
+    base = copy.deepcopy(spec.fixed)
+    base.setdefault("train", {})["monitor"] = spec.metric
+    return base
+
+
+def build_trial_config(
+    ctx: TrialContext, params: dict[str, Any], trial_number: int | None
+) -> RunConfig:
+    """Defaults < study ``fixed`` < sampled params < CLI overrides < options < scale < cap
+    (``resolve_run_config``); seed = study seed + trial number (None: the study's reference config)."""
     return resolve_run_config(
-        ctx.spec.fixed,
+        _study_base(ctx.spec),
         params=params,
         overrides=ctx.overrides,
         device=ctx.device,
         data_path=ctx.data_dir,
-        seed=ctx.spec.seed + trial_number,
+        seed=None if trial_number is None else ctx.spec.seed + trial_number,
         max_epochs=ctx.max_epochs,
+        scale=ctx.scale,
         source=f"study '{ctx.spec.name}'",
     )
 
@@ -150,6 +165,13 @@ class Objective:
     def __init__(self, ctx: TrialContext) -> None:
         self.ctx = ctx
         self._data: dict[str, PreparedData] = {}
+        self._reference: dict[str, Any] | None = None
+
+    def reference(self) -> dict[str, Any]:
+        """The study's fixed part as resolved for this worker: what a trial's note compares against."""
+        if self._reference is None:
+            self._reference = build_trial_config(self.ctx, {}, None).model_dump(mode="json")
+        return self._reference
 
     def data_for(self, cfg: RunConfig) -> PreparedData:
         """Decoded arrays are shared by all trials that use the same data settings."""
@@ -196,8 +218,21 @@ class Objective:
             kind="start", trial=trial.number, params=params, epochs=cfg.train.epochs, metric=spec.metric
         )
 
-        def on_epoch(epoch: int, _metrics: dict[str, float]) -> None:
-            self._emit(kind="epoch", trial=trial.number, epoch=epoch, epochs=cfg.train.epochs, value=cb.best)
+        def on_epoch(epoch: int, m: dict[str, float]) -> None:
+            self._emit(
+                kind="epoch",
+                trial=trial.number,
+                epoch=epoch,
+                epochs=cfg.train.epochs,
+                value=cb.best,
+                train_loss=m.get("train_loss"),
+                img_per_s=m.get("train_img_per_s"),
+                elapsed=time.perf_counter() - started,
+            )
+            if ctx.deadline is not None and epoch < cfg.train.epochs and time.monotonic() >= ctx.deadline:
+                # The study's wall-time budget is spent: stop here, so the study ends near the time asked
+                # for instead of one whole (possibly long) trial later. Its epochs so far are recorded.
+                raise optuna.TrialPruned(f"stopped after epoch {epoch}: the study's time budget ran out")
 
         cb = PruningCallback(trial, spec.metric, direction=spec.direction, on_epoch=on_epoch)
         return _Running(trial, cfg, cb, ctx.out_root / f"trial_{trial.number:04d}", started)
@@ -214,7 +249,36 @@ class Objective:
             reason=reason,
         )
         _drop_empty(run.out_dir)
+        history = run.callback.history
+        best = None
+        if history:
+            pick = max if spec.direction == "maximize" else min
+            best = pick(history, key=lambda h: h[spec.metric])
+        self._note(
+            run,
+            state=state,
+            reason=reason,
+            best_value=best[spec.metric] if best else None,
+            best_epoch=int(best["epoch"]) if best else None,
+            epochs_run=len(history),
+        )
         self._emit(kind="end", trial=run.trial.number, state=state, reason=reason)
+
+    def _note(self, run: _Running, **outcome: Any) -> None:
+        """The trial's note in optuna-dashboard (a failure to write it never fails the trial)."""
+        from optuna_dashboard import save_note
+
+        note = trial_note(
+            metric=self.ctx.spec.metric,
+            differences=config_differences(run.cfg.model_dump(mode="json"), self.reference()),
+            epochs=run.cfg.train.epochs,
+            wall_s=time.perf_counter() - run.started,
+            **outcome,
+        )
+        try:
+            save_note(run.trial, note)
+        except Exception as exc:  # noqa: BLE001 - the note is a convenience; the trial's record is what counts
+            run.trial.set_user_attr(keys.NOTE_ERROR, f"{type(exc).__name__}: {exc}"[:500])
 
     def _failed(self, run: _Running, exc: Exception) -> Exception:
         """Record a failed trial and free the accelerator; returns the one-line error Optuna stores."""
@@ -235,20 +299,7 @@ class Objective:
         """Store the finished fit with the trial; the value is the best epoch's study metric."""
         trial, res = run.trial, outcome.result
         t_record = time.perf_counter()
-        attrs = {
-            keys.BEST_VAL_DICE: res.best_dice,
-            keys.BEST_VAL_IOU: res.best_iou,
-            keys.BEST_EPOCH: res.best_epoch,
-            keys.EPOCHS_RUN: res.epochs_run,
-            keys.HISTORY: res.history,
-            keys.WALL_TIME_S: res.wall_time_s,
-            keys.TRAIN_IMG_PER_S: res.train_img_per_s,
-            keys.DEVICE: res.device,
-            keys.PEAK_MEMORY_MB: res.peak_memory_mb,
-            keys.MANIFEST: outcome.manifest,
-            keys.CHECKPOINT: str(res.checkpoint_path) if res.checkpoint_path else None,
-            keys.OUT_DIR: str(run.out_dir),
-        }
+        attrs = {**res.summary(), keys.MANIFEST: outcome.manifest, keys.OUT_DIR: str(run.out_dir)}
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         if self.ctx.artifact_store is not None:
@@ -258,7 +309,14 @@ class Objective:
         trial.set_user_attr(keys.TRIAL_WALL_S, total)
         trial.set_user_attr(keys.OVERHEAD_S, total - res.wall_time_s)
         trial.set_user_attr(keys.RECORD_S, time.perf_counter() - t_record)
-        value = float({"val_dice": res.best_dice, "val_iou": res.best_iou}[self.ctx.spec.metric])
+        value = float(res.best_value)  # fit kept the epoch with the best study metric (train.monitor)
+        self._note(
+            run,
+            state="COMPLETE",
+            best_value=value,
+            best_epoch=res.best_epoch,
+            epochs_run=res.epochs_run,
+        )
         self._emit(kind="end", trial=trial.number, state="COMPLETE", value=value)
         return value
 

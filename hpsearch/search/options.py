@@ -30,6 +30,7 @@ class SearchOptions:
     artifacts: str | Path | None = None  # artifact folder (default: beside the SQLite file)
     overrides: dict[str, Any] = field(default_factory=dict)  # --set KEY=VALUE, parsed
     max_epochs: int | None = None  # cap on every trial's epochs
+    scale: str | None = None  # named scale (None: the stored study's, else "full")
     force: bool = False  # resume even if the spec or the data split changed
     storage_options: StorageOptions = field(default_factory=StorageOptions)
     storage_from_env: bool = False  # the URL came from the environment: a resume command leaves it out

@@ -280,6 +280,9 @@ def run_worker(
         artifact_store=artifact_store(prepared.storage_url, opts.artifacts),
         worker=str(worker_index),
         on_event=on_event,
+        scale=prepared.scale,
+        # --timeout is a wall-time budget: no trial starts after it; a running one stops at its next epoch.
+        deadline=time.monotonic() + opts.timeout if opts.timeout is not None else None,
     )
     summary = run_trials(study, Objective(ctx), max_trials=max_trials, timeout=opts.timeout)
     return summary, prepared

@@ -1,0 +1,125 @@
+"""A study as a new user meets it: the scale stored with it, the cost estimate first, a line per epoch in a
+log, a note on every trial, and a wall-time budget that stops a running trial."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna_dashboard import get_note
+
+from hpsearch.search import keys
+
+STUDY = {
+    "name": "lap",
+    "description": "laptop-scale test study",
+    "metric": "val_dice",
+    "direction": "maximize",
+    "space": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+    "fixed": {
+        "model": {"name": "unet", "kwargs": {"base_width": 32, "depth": 2}},
+        "train": {"epochs": 3, "batch_size": 4, "device": "cpu", "amp": False, "max_steps_per_epoch": 2},
+        "data": {"image_size": 64, "augmentation": "none", "val_fraction": 0.2, "test_fraction": 0.1},
+    },
+    "sampler": {"name": "random", "seed": 0},
+    "pruner": {"name": "none"},
+    "budget": {"n_trials": 2},
+}
+
+
+def _study_file(folder: Path, **changes: object) -> Path:
+    path = folder / "lap.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, **changes}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def laptop_run(tmp_path_factory: pytest.TempPathFactory, synth_data: Path, invoke) -> dict:
+    root = tmp_path_factory.mktemp("laptop")
+    storage = f"sqlite:///{root}/l.db"
+    study = _study_file(root)
+    res = invoke("run", "--study", study, "--data", synth_data, "--storage", storage, "--scale", "laptop",
+                 "--out", root / "runs")
+    assert res.exit_code == 0, res.output
+    return {"root": root, "storage": storage, "study": study, "output": res.output, "data": synth_data}
+
+
+def test_every_trial_trains_at_the_studys_scale(laptop_run: dict) -> None:
+    study = optuna.load_study(study_name="lap", storage=laptop_run["storage"])
+    assert study.user_attrs[keys.SCALE] == "laptop"
+    for t in study.get_trials():
+        cfg = t.user_attrs[keys.CONFIG]
+        assert cfg["scale"] == "laptop" and cfg["model"]["kwargs"]["base_width"] == 32 // 4
+        assert cfg["train"]["lr"] == t.params["train.lr"]  # the searched value is untouched by the scale
+        assert t.user_attrs[keys.MANIFEST]["scale"] == "laptop"
+    assert "scale: laptop" in laptop_run["output"]
+
+
+def test_the_cost_estimate_comes_before_the_first_trial(laptop_run: dict) -> None:
+    out = " ".join(laptop_run["output"].split())
+    assert "cost estimate on CPU" in out and "at scale 'laptop'" in out
+    assert "a trial: 3 epochs ≈" in out and "the study: 2 trials ≈" in out
+    assert out.index("cost estimate") < out.index("trial 0 epoch 1/3")
+
+
+def test_a_log_gets_one_line_per_epoch(laptop_run: dict) -> None:
+    lines = [ln for ln in laptop_run["output"].splitlines() if ln.startswith("trial ") and " epoch " in ln]
+    expected = [f"trial {t} epoch {e}/3" for t in (0, 1) for e in (1, 2, 3)]
+    assert [ln.split(" |")[0] for ln in lines] == expected
+    assert all("train loss" in ln and "best val Dice" in ln and "elapsed" in ln for ln in lines)
+
+
+def test_each_trial_carries_a_dashboard_note(laptop_run: dict) -> None:
+    study = optuna.load_study(study_name="lap", storage=laptop_run["storage"])
+    for t in study.get_trials():
+        note = get_note(optuna.Trial(study, t._trial_id))
+        assert note.startswith("**COMPLETE** · best val_dice") and "ran 3/3 epochs" in note
+        assert f"`train.lr={t.params['train.lr']:.4g}`" in note
+    assert study.metric_names == ["val_dice"]
+
+
+def test_resuming_at_another_scale_is_refused(laptop_run: dict, invoke) -> None:
+    res = invoke("run", "--study", laptop_run["study"], "--data", laptop_run["data"], "--storage",
+                 laptop_run["storage"], "--n-trials", 3, "--out", laptop_run["root"] / "runs",
+                 "--no-estimate")
+    assert res.exit_code != 0
+    assert "trains at scale 'laptop', not 'full' (pass --scale laptop)" in " ".join(res.output.split())
+
+
+def test_a_worker_follows_the_stored_scale(laptop_run: dict, invoke) -> None:
+    res = invoke("create", "--study", laptop_run["study"], "--data", laptop_run["data"], "--storage",
+                 laptop_run["storage"], "--n-trials", 3, "--scale", "laptop")
+    assert res.exit_code == 0, res.output
+    res = invoke("worker", "--study", "lap", "--data", laptop_run["data"], "--storage", laptop_run["storage"],
+                 "--out", laptop_run["root"] / "runs", "--worker-index", 5)
+    assert res.exit_code == 0, res.output
+    study = optuna.load_study(study_name="lap", storage=laptop_run["storage"])
+    mine = [t for t in study.get_trials() if t.user_attrs.get(keys.WORKER) == "5"]
+    assert len(mine) == 1 and mine[0].user_attrs[keys.CONFIG]["scale"] == "laptop"
+
+
+def test_the_export_retrains_at_its_scale(laptop_run: dict, invoke, tmp_path: Path) -> None:
+    res = invoke("export", "--storage", laptop_run["storage"], "--study", "lap", "--out", tmp_path / "b.yaml")
+    assert res.exit_code == 0, res.output
+    exported = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    assert exported["scale"] == "laptop" and exported["model"]["kwargs"]["base_width"] == 8
+    res = invoke("train", "--config", tmp_path / "b.yaml", "--out", tmp_path / "t", "--scale", "full")
+    assert res.exit_code != 0 and "cannot be rescaled" in " ".join(res.output.split())
+
+
+def test_a_spent_time_budget_stops_the_running_trial(synth_data: Path, tmp_path: Path) -> None:
+    from hpsearch.search.objective import Objective, TrialContext
+    from hpsearch.search.spec import parse_study
+
+    spec = parse_study(STUDY, source="test")
+    ctx = TrialContext(spec=spec, data_dir=synth_data, out_root=tmp_path, deadline=time.monotonic() - 1)
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned, match="stopped after epoch 1: the study's time budget ran out"):
+        Objective(ctx)(trial)
+    assert trial.user_attrs[keys.EPOCHS_RUN] == 1 and "time budget" in trial.user_attrs[keys.PRUNE_REASON]
+    late = TrialContext(spec=spec, data_dir=synth_data, out_root=tmp_path, deadline=time.monotonic() + 3600)
+    assert Objective(late)(study.ask()) > 0  # a budget not yet spent changes nothing
