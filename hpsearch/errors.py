@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 class HpsearchError(Exception):
-    """Base class for every error hpsearch reports to a user as one line."""
+    """Base class for every error hpsearch reports to a user as one line (exit code 1)."""
 
-    exit_code: int = 2
+    exit_code: int = 1  # usage errors (bad option, missing argument) keep the CLI parser's 2
 
 
 class ConfigError(HpsearchError):

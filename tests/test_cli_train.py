@@ -52,7 +52,7 @@ def test_bad_config_is_one_line_naming_the_field(tmp_path: Path, patch: dict, fi
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(patch))
     res = invoke("train", "--config", cfg, "--out", tmp_path / "o")
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     text = " ".join(res.output.split())
     assert f"'{field}'" in text and "Traceback" not in res.output
     assert not (tmp_path / "o").exists()
@@ -60,7 +60,7 @@ def test_bad_config_is_one_line_naming_the_field(tmp_path: Path, patch: dict, fi
 
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path: Path, invoke) -> None:
     res = invoke("evaluate", "--checkpoint", tmp_path / "nope.pt")
-    assert res.exit_code == 2 and "does not exist" in res.output
+    assert res.exit_code == 1 and "does not exist" in res.output
 
 
 @pytest.mark.parametrize(
@@ -91,3 +91,10 @@ def test_cli_choices_are_the_librarys() -> None:
     assert {m.value for m in EvalSplit} == set(typing.get_args(SplitName))
     compile_modes = typing.get_args(TrainConfig.model_fields["compile"].annotation)
     assert {m.value for m in CompileMode} == set(compile_modes)
+
+
+def test_an_hpsearch_error_exits_1_and_a_usage_error_exits_2(invoke, tmp_path: Path) -> None:
+    missing = invoke("train", "--config", tmp_path / "nope.yaml", "--out", tmp_path / "o")
+    assert missing.exit_code == 1 and "config file" in missing.output and "Traceback" not in missing.output
+    usage = invoke("train", "--out", tmp_path / "o")  # --config is required
+    assert usage.exit_code == 2 and "--config" in usage.output

@@ -251,7 +251,7 @@ def test_cli_check_reads_hpsearch_data_env(synth_data: Path) -> None:
 
 def test_cli_check_without_data_explains() -> None:
     result = runner.invoke(app, ["data", "check"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "no dataset given" in result.output and "HPSEARCH_DATA" in result.output
 
 
@@ -283,7 +283,7 @@ def test_cli_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty" / "masks").mkdir(parents=True)
     result = runner.invoke(app, ["data", "check", "--data", str(tmp_path / "empty")])
     _assert_one_line_failure(result, "empty")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
 
 
 def test_cli_nonexistent_folder(tmp_path: Path) -> None:

@@ -205,4 +205,4 @@ def test_cli_download(served: tuple[str, Path], small_synth: Path, tmp_path: Pat
     bad = CliRunner().invoke(
         app, [*args[:2], "--out", str(tmp_path / "out2"), *args[4:], "--sha256", "1" * 64]
     )
-    assert bad.exit_code == 2 and "checksum mismatch" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 1 and "checksum mismatch" in bad.output and "Traceback" not in bad.output

@@ -254,5 +254,5 @@ def test_cli_export_and_report_pick_the_only_study_without_study(tmp_path: Path,
     # Two studies: it asks which one, listing both, and writes nothing.
     optuna.create_study(storage=url, study_name="other")
     res = cli.invoke(app, ["export", "--storage", url, "--out", str(tmp_path / "again.yaml")])
-    assert res.exit_code == 2 and "other" in res.output and "--study NAME" in res.output
+    assert res.exit_code == 1 and "other" in res.output and "--study NAME" in res.output
     assert not (tmp_path / "again.yaml").exists()

@@ -163,13 +163,13 @@ BAD_STORAGE = [
 
 @pytest.mark.parametrize("command", ["run", "worker"])
 @pytest.mark.parametrize(("url", "expected"), BAD_STORAGE, ids=[u.split(":")[0] for u, _ in BAD_STORAGE])
-def test_bad_storage_gives_one_line_exit_2_and_never_the_password(
+def test_bad_storage_gives_one_line_exit_1_and_never_the_password(
     command: str, url: str, expected: list[str], tmp_path: Path, synth_data: Path, invoke
 ) -> None:
     url = url.replace("{tmp}", str(tmp_path))
     t0 = time.monotonic()
     res = invoke(command, "--study", "smoke", "--storage", url, "--data", synth_data, "--out", tmp_path)
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     assert time.monotonic() - t0 < 30
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), res.output
@@ -184,7 +184,7 @@ def test_password_is_masked_when_the_storage_url_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("HPSEARCH_STORAGE", "postgresql+psycopg://bob:s3cret@127.0.0.1:1/hpsearch")
     res = invoke("create", "--study", "smoke", "--data", synth_data)
-    assert res.exit_code == 2 and "bob:***@" in res.output and "s3cret" not in res.output, res.output
+    assert res.exit_code == 1 and "bob:***@" in res.output and "s3cret" not in res.output, res.output
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ def test_corrupt_data_aborts_before_any_study_or_trial(
     db = tmp_path / "d.db"
     res = invoke(command, "--study", "smoke", "--storage", f"sqlite:///{db}", "--data", data,
                  "--out", tmp_path / "runs")
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     assert victim.name in res.output and "Traceback" not in res.output, res.output
     assert not db.exists()  # a study file's data is checked before the storage is even opened
     assert not (tmp_path / "runs").exists()
@@ -220,7 +220,7 @@ def test_corrupt_data_stops_a_joining_worker_before_it_claims_a_trial(
     assert res.exit_code == 0, res.output
     # Same names, one file damaged since: the worker must refuse before it takes a ticket.
     res = invoke("worker", "--study", "dist", "--storage", url, "--data", data, "--out", tmp_path / "runs")
-    assert res.exit_code == 2 and victim.name in res.output, res.output
+    assert res.exit_code == 1 and victim.name in res.output, res.output
     assert [t.state for t in trials(url)] == [TrialState.WAITING] * 3
 
 

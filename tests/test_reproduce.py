@@ -247,7 +247,7 @@ def test_seeds_change_only_the_training_seed(tmp_path: Path, synth_data: Path) -
 
 def test_full_mode_refuses_data_the_split_was_not_made_for(tmp_path: Path, synth_data: Path) -> None:
     res = invoke("reproduce", "--data", synth_data, "--out", tmp_path / "out", "--columns", "unet")
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert "--quick" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "out" / "unet").exists()
 
@@ -259,7 +259,7 @@ def test_the_columns_option_names_every_column() -> None:
 
 def test_unknown_column_is_one_line(tmp_path: Path, synth_data: Path) -> None:
     res = invoke("reproduce", "--quick", "--data", synth_data, "--out", tmp_path, "--columns", "unet,cbam")
-    assert res.exit_code == 2 and "unknown column 'cbam'" in res.output
+    assert res.exit_code == 1 and "unknown column 'cbam'" in res.output
     assert all(k in res.output for k in COLUMNS)  # the miss lists the valid keys
 
 
@@ -303,7 +303,7 @@ def test_the_refusal_reaches_the_cli_as_one_line(tmp_path: Path, synth_data: Pat
         "reproduce", "--quick", "--data", synth_data, "--out", tmp_path / "out", "--device", "cpu",
         "--columns", "unet,tuned", "--tuned-config", tmp_path / "best.yaml",
     )  # fmt: skip
-    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.exit_code == 1 and "Traceback" not in res.output
     assert "'unet' and 'tuned'" in res.output and "data.image_size: 256 vs 320" in res.output
 
 

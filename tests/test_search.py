@@ -120,7 +120,7 @@ def test_resume_with_changed_space_is_refused_unless_forced(smoke_run: dict, tmp
         0,
     ]
     res = invoke(*args)
-    assert res.exit_code == 2 and "search space" in res.output and "--force" in res.output
+    assert res.exit_code == 1 and "search space" in res.output and "--force" in res.output
     assert invoke(*args, "--force").exit_code == 0
 
 
@@ -241,7 +241,7 @@ def test_bad_study_files_give_one_line_and_write_nothing(
     path.write_text(BAD_STUDIES[case])
     db = tmp_path / "bad.db"
     res = invoke("run", "--study", path, "--data", synth_data, "--storage", f"sqlite:///{db}")
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     assert "Traceback" not in res.output and res.output.strip().count("\n") <= 2, res.output
     assert str(path) in res.output
     assert not db.exists()
@@ -258,14 +258,14 @@ def test_bad_study_files_give_one_line_and_write_nothing(
         (["--study", "smoke", "--set", "data.augmentation=x"], "unknown augmentation preset 'x'"),
     ],
 )
-def test_bad_cli_input_gives_one_line_exit_2_and_writes_nothing(
+def test_bad_cli_input_gives_one_line_exit_1_and_writes_nothing(
     args: list[str], expected: str, tmp_path: Path, synth_data: Path, invoke
 ) -> None:
     db = tmp_path / "x.db"
     if "--data" not in args:
         args = [*args, "--data", str(synth_data)]
     res = invoke("run", *args, "--storage", f"sqlite:///{db}")
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     assert expected in " ".join(res.output.split()), res.output
     assert "Traceback" not in res.output
     assert not db.exists()
@@ -323,6 +323,6 @@ def test_a_cap_or_set_on_a_sampled_value_is_refused_before_any_study_exists(
     db = tmp_path / "refused.db"
     res = invoke(command, "--study", _study_searching_epochs(tmp_path), "--data", synth_data,
                  "--storage", f"sqlite:///{db}", "--out", tmp_path / "runs", *option)
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     assert expected in " ".join(res.output.split()) and "Traceback" not in res.output
     assert not db.exists() and not (tmp_path / "runs").exists()
