@@ -34,6 +34,9 @@ _WHERE = {
     "worker_study": "worker",
     "SearchOutcome": "launch",
     "run_search": "launch",
+    "StudyCost": "cost",
+    "estimate_study": "cost",
+    "trial_note": "notes",
 }
 
 __all__ = sorted(_WHERE)

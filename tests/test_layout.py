@@ -1,0 +1,65 @@
+"""The shape of the package: a few core files and the rooms, each room saying what it offers, short
+functions, and a public API that resolves."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import hpsearch
+
+PKG = Path(hpsearch.__file__).parent
+ROOMS = ("cli", "data", "models", "training", "search", "results", "reproduce")
+MAX_FUNCTION_LINES = 80
+
+
+def test_the_top_level_is_a_few_core_files_and_the_rooms() -> None:
+    files = sorted(p.name for p in PKG.glob("*.py"))
+    assert files == ["__init__.py", "__main__.py", "errors.py", "registry.py"]
+    rooms = sorted(p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+    assert rooms == sorted(ROOMS)
+    assert (PKG / "py.typed").is_file()
+
+
+@pytest.mark.parametrize("room", [r for r in ROOMS if r != "cli"])
+def test_each_room_states_its_contract_and_its_public_surface(room: str) -> None:
+    mod = importlib.import_module(f"hpsearch.{room}")
+    assert mod.__doc__ and len(mod.__doc__.strip()) > 40, f"hpsearch.{room} has no contract docstring"
+    missing = [n for n in mod.__all__ if not hasattr(mod, n)]
+    assert mod.__all__ and not missing, missing
+
+
+def test_the_package_api_resolves() -> None:
+    assert hpsearch.__all__[0] == "__version__"
+    for name in hpsearch.__all__[1:]:
+        assert getattr(hpsearch, name) is not None, name
+    assert hpsearch.fit.__module__ == "hpsearch.training.fit"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        hpsearch.nope  # noqa: B018
+
+
+def test_no_function_is_longer_than_the_limit() -> None:
+    long = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PKG)}:{node.name} ({n} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_the_library_never_reads_the_environment_outside_the_cli() -> None:
+    readers = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if rel.parts[0] == "cli":
+            continue
+        text = path.read_text()
+        if "os.environ.get(" in text or "os.getenv(" in text or "os.environ[" in text:
+            readers.append(str(rel))
+    # The cache folder is a process-wide location like XDG's; reading it deep down is the one exception.
+    assert readers == ["data/io.py"], readers
