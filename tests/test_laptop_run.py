@@ -86,7 +86,12 @@ def test_resuming_at_another_scale_is_refused(laptop_run: dict, invoke) -> None:
                  laptop_run["storage"], "--n-trials", 3, "--out", laptop_run["root"] / "runs",
                  "--no-estimate")
     assert res.exit_code != 0
-    assert "trains at scale 'laptop', not 'full' (pass --scale laptop)" in " ".join(res.output.split())
+    out = " ".join(res.output.split())
+    assert "cannot resume study 'lap' at scale 'full': its trials train at scale 'laptop'" in out
+    assert "pass --scale laptop" in out
+    forced = invoke("run", "--study", laptop_run["study"], "--data", laptop_run["data"], "--storage",
+                    laptop_run["storage"], "--n-trials", 3, "--force", "--no-estimate")
+    assert forced.exit_code == 1 and "its trials train at scale 'laptop'" in forced.output  # not even forced
 
 
 def test_a_worker_follows_the_stored_scale(laptop_run: dict, invoke) -> None:

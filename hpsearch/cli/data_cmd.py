@@ -96,8 +96,12 @@ def split_cmd(
     out: Annotated[Path, typer.Option("--out", help="Where to write the split JSON.")],
     data: DataOpt = None,
     split_file: Annotated[
-        Path | None,
-        typer.Option("--split-file", help="Folder with train.txt + test.txt/val.txt, or a saved split JSON."),
+        str | None,
+        typer.Option(
+            "--split-file",
+            help="A shipped split (kvasir-official, kvasir-pranet), a folder with train.txt + "
+            "test.txt/val.txt, or a saved split JSON.",
+        ),
     ] = None,
     val_fraction: Annotated[
         float, typer.Option("--val-fraction", help="Share of non-test stems for val.")
@@ -108,13 +112,13 @@ def split_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random parts of the split.")] = 0,
 ) -> None:
     """Write a train/val/test split of a dataset as JSON and print its counts and hash."""
-    from hpsearch.data.discover import discover_pairs
-    from hpsearch.data.splits import make_split, save_split
+    from hpsearch.data.splits import save_split, split_for
+    from hpsearch.training.config import DataConfig
 
-    pairs = discover_pairs(_require_data(data))
-    split = make_split(
-        pairs, split_file=split_file, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    settings = DataConfig(
+        split_file=split_file, val_fraction=val_fraction, test_fraction=test_fraction, split_seed=seed
     )
+    _, split = split_for(settings, _require_data(data))
     path = save_split(split, out)
     counts = split.counts()
     say(f"train {counts['train']}, val {counts['val']}, test {counts['test']} (source: {split.source})")

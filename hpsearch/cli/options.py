@@ -76,7 +76,12 @@ StoredStudyOpt = Annotated[
 ]
 NTrialsOpt = Annotated[int | None, typer.Option("--n-trials", help="total trials for the study (budget)")]
 TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", help="stop starting trials after this many seconds")
+    float | None,
+    typer.Option(
+        "--timeout",
+        help="wall-time budget in seconds: no trial starts after it; a running trial stops at its next "
+        "epoch (recorded as pruned)",
+    ),
 ]
 NameOpt = Annotated[
     str | None, typer.Option("--study-name", help="name in storage (default: the study's name)")
@@ -98,12 +103,16 @@ HeartbeatOpt = Annotated[int, typer.Option("--heartbeat", min=1, help="heartbeat
 GraceOpt = Annotated[
     int, typer.Option("--grace", min=2, help="seconds without heartbeat before a trial is failed")
 ]
+_SCALE_HELP = "named scale: full (the configured sizes) or laptop (images <= 128², every width / 4)"
 ScaleOpt = Annotated[
+    str | None,
+    typer.Option("--scale", help=f"{_SCALE_HELP}; default: the config's own", show_default=False),
+]
+StudyScaleOpt = Annotated[
     str | None,
     typer.Option(
         "--scale",
-        help="named scale: full (the configured sizes) or laptop (images <= 96², widths / 4); "
-        "a study keeps the scale it was created at",
+        help=f"{_SCALE_HELP}; a study keeps the scale it was created at (default full; workers follow it)",
         show_default=False,
     ),
 ]

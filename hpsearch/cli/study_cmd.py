@@ -21,11 +21,11 @@ from hpsearch.cli.options import (
     NameOpt,
     NTrialsOpt,
     OutOpt,
-    ScaleOpt,
     SetOpt,
     StorageOpt,
     StoredStudyOpt,
     StudyOpt,
+    StudyScaleOpt,
     TimeoutOpt,
     search_options,
     worker_index_from_env,
@@ -59,7 +59,7 @@ def run(
     artifacts: ArtifactsOpt = None,
     sets: SetOpt = None,
     max_epochs: MaxEpochsOpt = None,
-    scale: ScaleOpt = None,
+    scale: StudyScaleOpt = None,
     estimate: Annotated[
         bool, typer.Option("--estimate/--no-estimate", help="time a few real steps and print the cost first")
     ] = True,
@@ -82,6 +82,8 @@ def run(
     _print_outcome(outcome)
     if outcome.interrupted:
         raise typer.Exit(130)
+    if outcome.failed_workers:
+        raise typer.Exit(1)  # a worker process died: the study may be short of trials, and scripts must know
 
 
 def _announce(prepared: PreparedStudy) -> None:
@@ -99,7 +101,7 @@ def _print_outcome(outcome: SearchOutcome) -> None:
     if not outcome.ran:
         return
     if outcome.failed_workers:
-        err_console.print(f"[yellow]warning:[/] worker exit codes {outcome.worker_exit_codes}")
+        err_console.print(f"[red]error:[/] worker exit codes {outcome.worker_exit_codes}")
     console.print("trials: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(outcome.states.items())))
     best = outcome.best
     if best is None:
@@ -120,7 +122,7 @@ def create(
     data: DataOpt = None,
     n_trials: NTrialsOpt = None,
     study_name: NameOpt = None,
-    scale: ScaleOpt = None,
+    scale: StudyScaleOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Create (or check) a study and its budget without running any trial."""
@@ -158,7 +160,7 @@ def worker(
     quiet: Annotated[
         bool, typer.Option("--quiet", help="no live display and no per-epoch lines (per-trial lines stay)")
     ] = False,
-    scale: ScaleOpt = None,
+    scale: StudyScaleOpt = None,
     force: ForceOpt = False,
     heartbeat: HeartbeatOpt = 30,
     grace: GraceOpt = 90,

@@ -253,9 +253,14 @@ def create_or_load_study(
         name_metric(study, spec.metric)  # optuna-dashboard then shows val_dice, not "Objective 0"
     else:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        problems = _resume_problems(
-            study, fingerprint=spec.fingerprint(), split_hash=split_hash, scale=scale
-        )
+        if stored_scale(study.user_attrs) != scale:
+            # Not even with --force: trials at two scales in one study would not be comparable at all.
+            raise ConfigError(
+                f"cannot resume study '{name}' at scale '{scale}': its trials train at scale "
+                f"'{stored_scale(study.user_attrs)}'; pass --scale {stored_scale(study.user_attrs)}, or "
+                "--study-name NEW to start a study at this scale"
+            )
+        problems = _resume_problems(study, fingerprint=spec.fingerprint(), split_hash=split_hash)
         if problems and not force:
             raise ConfigError(
                 f"cannot resume study '{name}': {'; '.join(problems)}; use --study-name NEW to start a new "

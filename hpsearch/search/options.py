@@ -23,7 +23,7 @@ class SearchOptions:
     storage: str  # the Optuna storage URL
     data: str | Path | None = None  # dataset folder; None: the study's data.path, or synthetic data
     n_trials: int | None = None  # the study's total budget (run/create); None keeps the study file's
-    timeout: float | None = None  # stop starting trials after this many seconds
+    timeout: float | None = None  # wall-time budget: no trial starts after it; a running one stops
     device: str | None = None
     study_name: str | None = None  # name in storage (default: the spec's name)
     out: str | Path | None = None  # trial output root (default ./runs)
