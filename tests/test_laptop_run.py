@@ -128,3 +128,54 @@ def test_a_spent_time_budget_stops_the_running_trial(synth_data: Path, tmp_path:
     assert trial.user_attrs[keys.EPOCHS_RUN] == 1 and "time budget" in trial.user_attrs[keys.PRUNE_REASON]
     late = TrialContext(spec=spec, data_dir=synth_data, out_root=tmp_path, deadline=time.monotonic() + 3600)
     assert Objective(late)(study.ask()) > 0  # a budget not yet spent changes nothing
+
+
+def test_the_report_states_the_scale_and_the_hardware(laptop_run: dict, invoke, tmp_path: Path) -> None:
+    res = invoke("report", "--storage", laptop_run["storage"], "--study", "lap", "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "report.md").read_text()
+    assert "**Scale:** laptop" in md and "CPU" in md and "cores" in md
+
+
+def test_trials_differing_only_in_augmentation_share_one_decode(synth_data: Path, tmp_path: Path) -> None:
+    from hpsearch.search.objective import Objective, TrialContext, build_trial_config
+    from hpsearch.search.spec import parse_study
+
+    spec = parse_study({**STUDY, "space": {"data.augmentation": {"type": "categorical",
+                                                                 "choices": ["none", "basic"]}}}, source="t")
+    objective = Objective(TrialContext(spec=spec, data_dir=synth_data, out_root=tmp_path))
+    plain, flipped = (
+        build_trial_config(objective.ctx, {"data.augmentation": a}, 0) for a in ("none", "basic")
+    )
+    assert objective.data_for(plain) is objective.data_for(flipped)
+    bigger = build_trial_config(objective.ctx, {"data.augmentation": "none"}, 0)
+    bigger.data.image_size = 32
+    assert objective.data_for(bigger) is not objective.data_for(plain)
+
+
+def test_trials_keep_the_epoch_of_the_studys_metric(synth_data: Path, tmp_path: Path) -> None:
+    from hpsearch.search.objective import TrialContext, build_trial_config
+    from hpsearch.search.spec import parse_study
+
+    for metric in ("val_dice", "val_iou"):
+        spec = parse_study({**STUDY, "metric": metric}, source="t")
+        cfg = build_trial_config(TrialContext(spec=spec, data_dir=synth_data, out_root=tmp_path), {}, 0)
+        assert cfg.train.monitor == metric
+
+
+def test_train_without_a_terminal_writes_a_line_per_epoch(synth_data: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = {**STUDY["fixed"], "data": {**STUDY["fixed"]["data"], "path": str(synth_data)}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    # A real process with stderr to a file: what nohup, Slurm or Kubernetes give it.
+    with open(tmp_path / "log", "w") as log:
+        cmd = [sys.executable, "-m", "hpsearch", "train", "--config", str(tmp_path / "c.yaml"), "--out",
+               str(tmp_path / "o")]
+        res = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=300, check=False)
+    text = (tmp_path / "log").read_text()
+    assert res.returncode == 0, text
+    epochs = [ln for ln in text.splitlines() if ln.startswith("train epoch ")]
+    assert [ln.split(" |")[0] for ln in epochs] == ["train epoch 1/3", "train epoch 2/3", "train epoch 3/3"]
+    assert all("img/s" in ln and "left ~" in ln for ln in epochs)

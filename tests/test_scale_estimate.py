@@ -129,3 +129,29 @@ def test_the_cost_estimate_measures_the_configured_model(synth_data) -> None:
     assert small.run_s(10) == pytest.approx(10 * small.s_per_epoch)
     # 8x the width is ~64x the convolution work: a real measurement cannot miss that.
     assert large.s_per_step > 2 * small.s_per_step
+
+
+def test_a_listener_hears_batch_progress_about_once_a_second() -> None:
+    clock, heard = _Clock(), []
+    bar = EpochBar(None, 2, 10, "trial 0", clock=clock, listener=heard.append, every_s=1.0)
+    for _ in range(6):  # 0.4 s a step: heard at steps 1, 4 (1.2 s after the first), not in between
+        clock.t += 0.4
+        bar.advance_step(images=8)
+    assert [h["step"] for h in heard] == [1, 4]
+    assert heard[-1]["steps"] == 10 and heard[-1]["img_per_s"] == pytest.approx(20.0)
+    assert heard[-1]["left_s"] == pytest.approx(0.4 * 16)  # 20 steps in the run, 4 done
+
+
+def test_the_live_table_shows_the_batch_rate_and_time_left() -> None:
+    from hpsearch.search.live import Board
+
+    board = Board("study t")
+    board.on_event({"kind": "start", "trial": 2, "params": {"train.lr": 0.001}, "epochs": 25, "worker": "0"})
+    board.on_event({"kind": "step", "trial": 2, "step": 40, "steps": 99, "img_per_s": 51.2, "left_s": 400.0,
+                    "worker": "0"})
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(board.table())
+    text = console.export_text()
+    assert "40/99" in text and "51.2" in text and "~6m40s" in text

@@ -267,6 +267,14 @@ def _cost_section(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, A
     }
 
 
+def _hardware(trial: FrozenTrial | None) -> dict[str, Any] | None:
+    """Where the best trial ran (its manifest): what the report's wall times were measured on."""
+    if trial is None:
+        return None
+    manifest = trial.user_attrs.get(keys.MANIFEST) or {}
+    return {"device": trial.user_attrs.get(keys.DEVICE), **(manifest.get("hardware") or {})}
+
+
 def build_report(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     """All numbers of the report as a JSON-safe dict (also what ``report.json`` holds)."""
     trials = study.get_trials(deepcopy=False)
@@ -281,6 +289,9 @@ def build_report(study: optuna.Study, storage_url: str) -> dict[str, Any]:
         "storage": mask_url(storage_url),
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hpsearch_version": study.user_attrs.get(keys.VERSION),
+        # Studies made before scales existed trained at the configured (full) sizes.
+        "scale": study.user_attrs.get(keys.SCALE, "full"),
+        "hardware": _hardware(best_trial),
         "data_split_hash": study.user_attrs.get(keys.DATA_SPLIT_HASH),
         "budget_n_trials": study.user_attrs.get(keys.BUDGET_N_TRIALS),
         "counts": {**state_counts(study), "total": len(trials)},

@@ -40,11 +40,23 @@ def _or_dash(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
+def _hardware_text(hw: dict[str, Any] | None) -> str:
+    if not hw:
+        return "—"
+    parts = [str(hw.get("device") or "")]
+    if hw.get("cpu"):
+        parts.append(f"CPU {hw['cpu']} ({hw.get('cores')} cores)")
+    if hw.get("gpu"):
+        parts.append(str(hw["gpu"]))
+    return "; ".join(p for p in parts if p)
+
+
 def _header(data: dict[str, Any]) -> list[str]:
     return [
         f"# hpsearch report: {data['study']}",
         "",
         f"- **Objective:** {data['direction']} `{data['metric']}` (best validation value of each trial)",
+        f"- **Scale:** {data.get('scale', 'full')}; **hardware:** {_hardware_text(data.get('hardware'))}",
         f"- **Storage:** `{data['storage']}`",
         f"- **Generated:** {data['generated']} (UTC)",
         f"- **hpsearch version:** {data['hpsearch_version'] or '—'}; "

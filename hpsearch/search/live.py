@@ -54,8 +54,10 @@ class Board:
                 value=None,
                 state="RUNNING",
             )
+        elif kind == "step":
+            row.update(step=ev["step"], steps=ev["steps"], img_per_s=ev["img_per_s"], left_s=ev["left_s"])
         elif kind == "epoch":
-            row.update(epoch=ev["epoch"], epochs=ev.get("epochs"), value=ev["value"])
+            row.update(epoch=ev["epoch"], epochs=ev.get("epochs"), value=ev["value"], step=None)
             if self.live is None and self.epoch_lines:
                 self.console.print(self.epoch_line(ev), highlight=False, markup=False, soft_wrap=True)
         elif kind == "end":
@@ -124,15 +126,20 @@ class Board:
         counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(self.done.items())) or "none finished yet"
         t = Table(title=f"{self.title} | best {self.label} {best} | {counts}", expand=False)
         # Each row shows the trial's best epoch so far: what the pruner compares.
-        for col in ("worker", "trial", "params", "epoch", f"best {self.label}", "state"):
+        columns = ("worker", "trial", "params", "epoch", "batch", "img/s", "trial left")
+        for col in (*columns, f"best {self.label}", "state"):
             t.add_column(col)
         for w, r in sorted(self.rows.items()):
             value = f"{r['value']:.4f}" if r.get("value") is not None else "-"
+            running = r.get("state") == "RUNNING"
             t.add_row(
                 w,
                 str(r.get("trial", "-")),
                 r.get("params", ""),
                 f"{r.get('epoch', 0)}/{r.get('epochs', '?')}",
+                f"{r['step']}/{r['steps']}" if running and r.get("step") else "-",
+                f"{r['img_per_s']:.1f}" if running and r.get("img_per_s") else "-",
+                f"~{format_duration(r['left_s'])}" if running and r.get("left_s") else "-",
                 value,
                 r.get("state", ""),
             )

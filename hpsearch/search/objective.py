@@ -180,6 +180,12 @@ class Objective:
             self._data[key] = prepare_data(cfg.data, self.ctx.data_dir, progress=False)
         return self._data[key]
 
+    def _progress_hook(self, number: int) -> Callable[[dict[str, float]], None] | None:
+        """Batch progress for the live table (about once a second), when anyone listens."""
+        if self.ctx.on_event is None:
+            return None
+        return lambda p: self._emit(kind="step", trial=number, **p)
+
     def _emit(self, **event: Any) -> None:
         if self.ctx.on_event is not None:
             self.ctx.on_event({**event, "worker": self.ctx.worker})
@@ -194,6 +200,7 @@ class Objective:
                 progress=False,
                 data=self.data_for(run.cfg),
                 description=f"trial {trial.number}",
+                on_progress=self._progress_hook(trial.number),
             )
         except optuna.TrialPruned as exc:
             self._stopped(run, key=keys.PRUNE_REASON, reason=str(exc), state="PRUNED")

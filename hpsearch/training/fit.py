@@ -297,6 +297,7 @@ def fit(
     checkpoint_extra: dict[str, Any] | None = None,
     progress: bool | None = None,
     description: str = "train",
+    on_progress: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train ``model`` and keep the epoch with the best validation ``config.monitor`` (Dice by default).
 
@@ -304,7 +305,8 @@ def fit(
     CPU (moved here) or already on the device. A callback may raise to stop training (pruning); the
     exception propagates. A non-finite loss raises ``NonFiniteLossError``. When ``checkpoint_path`` is
     given, the best epoch is saved there as a self-describing dict (``checkpoint_extra`` adds the model
-    name, kwargs and resolved config so the file rebuilds the model on its own).
+    name, kwargs and resolved config so the file rebuilds the model on its own). ``on_progress`` hears
+    about once a second how the epoch is going (batch, steps, images/s, seconds left in the run).
     """
     cfg = config
     loop = _setup(model, train_loader, cfg)
@@ -314,7 +316,9 @@ def fit(
     images_seen, train_time = 0, 0.0
     reset_peak_memory(loop.device)
     t_start = time.perf_counter()
-    bar_ctx = epoch_progress(cfg.epochs, loop.steps_per_epoch, description, progress)
+    bar_ctx = epoch_progress(
+        cfg.epochs, loop.steps_per_epoch, description, progress, listener=on_progress
+    )
     with cudnn_benchmark(loop.device), bar_ctx as bar:
         for epoch in range(1, cfg.epochs + 1):
             train_loss, n_img, t_train = _train_epoch(loop, train_loader, epoch, bar)

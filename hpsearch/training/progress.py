@@ -53,6 +53,8 @@ class EpochBar:
         *,
         log: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        listener: Callable[[dict[str, float]], None] | None = None,
+        every_s: float = 1.0,
     ) -> None:
         self._p = progress
         self._epochs = total_epochs
@@ -65,6 +67,9 @@ class EpochBar:
         self._epoch_images = 0
         self._epoch_steps = 0
         self._epochs_done = 0
+        self._listener = listener
+        self._every_s = every_s
+        self._last_heard = -float("inf")
         self._task = None
         if progress is not None:
             self._task = progress.add_task(self._title(1), total=self._steps, rate="", left="")
@@ -88,9 +93,21 @@ class EpochBar:
         """One optimizer step over ``images`` images done."""
         self._epoch_steps += 1
         self._epoch_images += images
+        now = self._clock()
+        dt = now - self._epoch_t0
+        if self._listener is not None and now - self._last_heard >= self._every_s:
+            # Throttled: a study's live table wants batch progress, not a call per batch.
+            self._last_heard = now
+            self._listener(
+                {
+                    "step": self._epoch_steps,
+                    "steps": self._steps,
+                    "img_per_s": self._epoch_images / dt if dt > 0 else 0.0,
+                    "left_s": self.seconds_left() or 0.0,
+                }
+            )
         if self._p is None or self._task is None:
             return
-        dt = self._clock() - self._epoch_t0
         rate = f"{self._epoch_images / dt:.1f} img/s" if dt > 0 and self._epoch_images else ""
         left = f"run left ~{format_duration(self.seconds_left())}"
         self._p.update(self._task, advance=1, rate=rate, left=left)
@@ -121,16 +138,24 @@ class EpochBar:
 
 
 @contextlib.contextmanager
-def epoch_progress(epochs: int, steps: int, label: str, enabled: bool | None) -> Iterator[EpochBar]:
+def epoch_progress(
+    epochs: int,
+    steps: int,
+    label: str,
+    enabled: bool | None,
+    *,
+    listener: Callable[[dict[str, float]], None] | None = None,
+) -> Iterator[EpochBar]:
     """Progress for ``fit``: ``None`` means a bar on a terminal and a line per epoch otherwise; ``False``
-    means silent (a study's live board reports instead); ``True`` forces the bar."""
+    means silent (a study's live board reports instead, fed by ``listener`` about once a second with the
+    batch, images/s and time left); ``True`` forces the bar."""
     if enabled is None:
         enabled = is_interactive()
         if not enabled:
-            yield EpochBar(None, epochs, steps, label, log=_print_line)
+            yield EpochBar(None, epochs, steps, label, log=_print_line, listener=listener)
             return
     if not enabled:
-        yield EpochBar(None, epochs, steps, label)
+        yield EpochBar(None, epochs, steps, label, listener=listener)
         return
     progress = Progress(
         TextColumn("{task.description}"),
@@ -143,4 +168,4 @@ def epoch_progress(epochs: int, steps: int, label: str, enabled: bool | None) ->
         transient=True,
     )
     with progress:
-        yield EpochBar(progress, epochs, steps, label)
+        yield EpochBar(progress, epochs, steps, label, listener=listener)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,6 +274,7 @@ def train_from_config(
     progress: bool | None = None,
     description: str = "train",
     data: PreparedData | None = None,
+    on_progress: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainOutcome:
     """Train one model from a resolved config and write checkpoint, metrics.json, curves and gallery.
 
@@ -301,6 +302,7 @@ def train_from_config(
         checkpoint_path=out / "best.pt",
         progress=progress,
         description=description,
+        on_progress=on_progress,
         checkpoint_extra={
             "model_name": cfg.model.name,
             "model_kwargs": dict(cfg.model.kwargs),
