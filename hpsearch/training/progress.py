@@ -83,7 +83,7 @@ class EpochBar:
         if self._epochs_done:
             per_epoch = (self._epoch_t0 - self._t0) / self._epochs_done
             in_epoch = max(0.0, per_epoch - (now - self._epoch_t0))
-            return in_epoch + per_epoch * (self._epochs - self._epochs_done - 1)
+            return in_epoch + per_epoch * max(0, self._epochs - self._epochs_done - 1)
         if self._epoch_steps:
             per_step = (now - self._epoch_t0) / self._epoch_steps
             return per_step * (self._steps * self._epochs - self._epoch_steps)
