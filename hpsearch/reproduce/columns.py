@@ -42,7 +42,8 @@ COLUMNS: dict[str, Column] = {
     )
 }
 
-# Fields that say where and how fast a run goes, not what it learns: never compared between columns.
+# Fields that say where and how fast a run goes, or which noise it draws, not what it learns: never compared
+# between columns.
 RUN_ENVIRONMENT = (
     "provenance",
     "data.path",
@@ -52,6 +53,9 @@ RUN_ENVIRONMENT = (
     "train.device",
     "train.compile",
     "train.gallery_k",
+    # A seed is a draw of noise, not a treatment: an export keeps its trial's seed (study seed + trial
+    # number), and `--seeds N` runs every column at its config's seed + 0..N-1.
+    "train.seed",
 )
 # The training recipe: what the report's tuning changed. Image size, model size and data caps are not in it.
 RECIPE_FIELDS = (

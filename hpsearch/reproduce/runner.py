@@ -41,6 +41,7 @@ from hpsearch.reproduce.sanity import (
     check_iou_le_dice,
     check_no_leakage,
     check_same_test_set,
+    effective_model_kwargs,
     split_or_reason,
     warn_if_suspicious,
 )
@@ -176,6 +177,8 @@ def plan_columns(
         config_dir=Path(config_dir) if config_dir else None,
         tuned_config=Path(tuned_config) if tuned_config else None,
     )
+    # At the asked scale first: a laptop-scale export and the full-size column files then compare as equals.
+    base = {k: (resolve_run_config(c, scale=scale, source=s), s) for k, (c, s) in base.items()}
     check_comparable({k: c for k, (c, _) in base.items()}, {k: s for k, (_, s) in base.items()})
     cfgs = _resolve_columns(
         base, quick=quick, device=device, epochs=epochs, max_train_images=max_train_images,
@@ -362,8 +365,8 @@ def _column_result(key: str, plan: Plan, runs: list[dict[str, Any]], cdir: Path)
         "model_kwargs": dict(cfg0.model.kwargs),
         "scale": cfg0.scale,
         "image_size": cfg0.data.image_size,
-        "base_width": cfg0.model.kwargs.get("base_width"),
-        "depth": cfg0.model.kwargs.get("depth"),
+        "base_width": effective_model_kwargs(cfg0).get("base_width"),
+        "depth": effective_model_kwargs(cfg0).get("depth"),
         "epochs": cfg0.train.epochs,
         "max_train_images": cfg0.data.max_train_images,
         "n_train": runs[0]["n_train"],

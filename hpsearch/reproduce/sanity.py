@@ -119,9 +119,31 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def effective_model_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """The model's options as it will build: those left out filled with the model's defaults."""
+    import inspect
+
+    from hpsearch.models import MODELS
+
+    try:
+        params = inspect.signature(MODELS.get(cfg.model.name)).parameters.values()
+    except (TypeError, ValueError):
+        return dict(cfg.model.kwargs)
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return {**defaults, **cfg.model.kwargs}
+
+
+def _effective(cfg: RunConfig) -> dict[str, Any]:
+    """The config as it will build, so an exported config without ``depth`` and a column file with
+    ``depth: 4`` are the same model."""
+    tree = cfg.model_dump(mode="json")
+    tree["model"]["kwargs"] = effective_model_kwargs(cfg)
+    return tree
+
+
 def config_differences(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
     """Dotted field -> (value in a, value in b) for every field that differs, run-environment fields aside."""
-    fa, fb = _flatten(a.model_dump(mode="json")), _flatten(b.model_dump(mode="json"))
+    fa, fb = _flatten(_effective(a)), _flatten(_effective(b))
     return {
         f: (fa.get(f), fb.get(f))
         for f in sorted(set(fa) | set(fb))
