@@ -155,3 +155,17 @@ def test_the_live_table_shows_the_batch_rate_and_time_left() -> None:
     console.print(board.table())
     text = console.export_text()
     assert "40/99" in text and "51.2" in text and "~6m40s" in text
+
+
+def test_a_pruned_trial_line_keeps_its_whole_reason() -> None:
+    from rich.console import Console
+
+    from hpsearch.search.live import Board
+
+    console = Console(width=200, record=True)
+    board = Board("study t", console=console)
+    board.on_event({"kind": "end", "trial": 2, "state": "PRUNED", "worker": "0",
+                    "reason": "stopped after epoch 1: the study's time budget ran out [sic]"})
+    assert console.export_text().strip() == (
+        "trial 2 PRUNED (stopped after epoch 1: the study's time budget ran out [sic])"
+    )

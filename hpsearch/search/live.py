@@ -67,12 +67,13 @@ class Board:
                 self.best, self.best_trial = ev["value"], ev["trial"]
             if self.live is None:
                 value = ev.get("value")
+                reason = ev.get("reason")
                 extra = (
                     f" {self.label} {value:.4f}"
                     if value is not None
-                    else f" ({ev.get('reason', '')})".rstrip(" ()")
+                    else (f" ({reason})" if reason else "")
                 )
-                self.console.print(f"trial {ev['trial']} {ev['state']}{extra}", highlight=False)
+                self.console.print(f"trial {ev['trial']} {ev['state']}{extra}", highlight=False, markup=False)
         self.refresh()
 
     def poll(self, study: optuna.Study) -> None:
