@@ -11,7 +11,7 @@ from typing import Any
 
 from hpsearch.errors import ConfigError, DataError, HpsearchError
 from hpsearch.reproduce.columns import CONTRASTS, RUN_ENVIRONMENT, VARIATIONS, is_under
-from hpsearch.training.config import RunConfig
+from hpsearch.training.config import RunConfig, flatten
 
 Log = Callable[[str], None]
 
@@ -108,17 +108,6 @@ def check_same_test_set(cfgs: Mapping[str, RunConfig], data_dir: Path, pairs: li
     return splits[first][0]
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
-
-
 def effective_model_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """The model's options as it will build: those left out filled with the model's defaults."""
     import inspect
@@ -143,7 +132,7 @@ def _effective(cfg: RunConfig) -> dict[str, Any]:
 
 def config_differences(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
     """Dotted field -> (value in a, value in b) for every field that differs, run-environment fields aside."""
-    fa, fb = _flatten(_effective(a)), _flatten(_effective(b))
+    fa, fb = flatten(_effective(a)), flatten(_effective(b))
     return {
         f: (fa.get(f), fb.get(f))
         for f in sorted(set(fa) | set(fb))

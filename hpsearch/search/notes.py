@@ -5,20 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hpsearch.training.config import flatten
 from hpsearch.training.progress import format_duration
 
 _NOTE_LIMIT = 12  # differing settings listed before "and N more"
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{path}."))
-        else:
-            out[path] = value
-    return out
 
 
 def config_differences(config: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
@@ -27,7 +17,7 @@ def config_differences(config: Mapping[str, Any], reference: Mapping[str, Any]) 
     Paths that are different in every trial by construction (seed, data path, provenance) are left out.
     """
     skip = ("train.seed", "data.path", "provenance")
-    mine, ref = _flatten(config), _flatten(reference)
+    mine, ref = flatten(config), flatten(reference)
     return {
         k: v for k, v in sorted(mine.items()) if ref.get(k, object()) != v and not k.startswith(skip)
     }

@@ -210,6 +210,18 @@ def dump_config(config: RunConfig, path: str | Path, *, fmt: Literal["yaml", "js
     return p
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}``: a config tree as dotted paths (the inverse of ``set_path``)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
 def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``tree['a']['b'] = value`` for ``dotted='a.b'``, creating dicts on the way."""
     *parents, leaf = dotted.split(".")
