@@ -12,27 +12,34 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from hpsearch.search.spec import CategoricalParam, FloatParam, IntParam, Param, StudySpec
+from hpsearch.search.space import suggest
+from hpsearch.search.spec import CategoricalParam, IntParam, Param, StudySpec
 from hpsearch.training.estimate import CostEstimate
 from hpsearch.training.progress import format_duration
 
 _DAY = 86400.0
 
 
+class _MiddleTrial:
+    """Answers ``suggest``'s questions with the middle of each range, so the walk over the space (and its
+    conditional parameters) stays in ``space.suggest``."""
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        return choices[len(choices) // 2]
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, log: bool = False, step: Any = None
+    ) -> float:
+        return math.sqrt(low * high) if log else (low + high) / 2
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
+        mid = math.sqrt(low * high) if log else (low + high) / 2
+        return low + round((mid - low) / step) * step
+
+
 def representative_params(space: dict[str, Param]) -> dict[str, Any]:
     """A typical trial: the middle choice of each categorical, the (geometric) middle of each range."""
-    values: dict[str, Any] = {}
-    for name, p in space.items():
-        if p.when and any(values.get(dep) != want for dep, want in p.when.items()):
-            continue
-        if isinstance(p, CategoricalParam):
-            values[name] = p.choices[len(p.choices) // 2]
-        elif isinstance(p, FloatParam):
-            values[name] = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
-        elif isinstance(p, IntParam):
-            mid = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
-            values[name] = p.low + round((mid - p.low) / p.step) * p.step
-    return values
+    return suggest(_MiddleTrial(), space)  # type: ignore[arg-type]
 
 
 def epoch_choices(spec: StudySpec, fixed_epochs: int) -> list[int]:
