@@ -32,6 +32,7 @@ from hpsearch.reproduce import (
     warn_if_suspicious,
 )
 from hpsearch.training.config import load_config
+from hpsearch.training.device import cpu_model
 
 runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -170,11 +171,20 @@ def test_a_second_run_trains_nothing_and_a_changed_column_reruns(
         assert again["columns"][key]["dice_mean"] == first["columns"][key]["dice_mean"]
         assert again["columns"][key]["n_kept"] == 1
 
-    # A results folder copied without its checkpoints (as the GPU script copies it back) still resumes.
+    # A results folder copied without its checkpoints (as the GPU script copies it back) still resumes, and a
+    # run kept from another machine keeps naming that machine in its column.
     for key in ("unet", "wide_deep"):
         (tmp_path / "out" / key / "seed0" / "best.pt").unlink()
-    reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    rec = json.loads(records["unet"].read_text())
+    rec["device"] = "CPU (Another CPU Model, 2 threads)"
+    records["unet"].write_text(json.dumps(rec))
+    moved = reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
     assert count_training == []
+    assert moved["columns"]["unet"]["hardware"] == ["CPU (Another CPU Model, 2 threads)"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert f"Hardware of this sitting: CPU ({cpu_model()}, " in md
+    unet_row = next(line for line in md.splitlines() if line.startswith("| U-Net | unet"))
+    assert "Another CPU Model" in unet_row and cpu_model() not in unet_row
 
     # A changed config re-runs that column only.
     wide = yaml.safe_load((cdir / "report_wide_deep.yaml").read_text())

@@ -94,6 +94,10 @@ def test_epoch_lines_give_the_pace_and_the_time_left() -> None:
     assert lines == [line]
     assert line.startswith("trial 3 epoch 1/4 | train loss 0.5000 | val Dice 0.6100 (best 0.6100)")
     assert "4.0 img/s" in line and "elapsed 25s" in line and "left ~1m15s" in line
+    for epoch in (2, 3, 4):
+        clock.t += 25.0
+        line = bar.end_epoch(epoch, train_loss=0.4, val_dice=0.62, best_dice=0.62, img_per_s=4.0)
+    assert line.endswith("elapsed 1m40s | left ~0s") and bar.seconds_left() == 0.0
 
 
 def test_without_a_terminal_fit_progress_writes_one_line_per_epoch(capsys: pytest.CaptureFixture) -> None:

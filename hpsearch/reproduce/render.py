@@ -100,7 +100,9 @@ def _header(results: dict[str, Any]) -> list[str]:
         + (f" (training capped at {cap} images)" if cap else "")
         + f". Metric: {results['metric']}; {sd_note}. Selection: {results['selection']}.",
         "",
-        f"Hardware: {results['hardware']}. Seeds per column: {n}"
+        # Kept runs may come from another sitting on another machine: the per-column table names each run's.
+        f"Hardware of this sitting: {results['hardware']} (each column's own runs: see Per column). "
+        f"Seeds per column: {n}"
         + (f". Epochs capped at {results['epochs_cap']}" if results.get("epochs_cap") else "")
         + ".",
         "",

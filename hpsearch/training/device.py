@@ -6,6 +6,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -38,9 +39,23 @@ def describe_device(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
+    return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows.
+
+    Results tables carry it because the same "x86_64, 2 cores" can be twice as fast on one host as on
+    another: timings from two machines must say which is which.
+    """
     import platform
 
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 @functools.cache

@@ -80,6 +80,8 @@ class EpochBar:
     def seconds_left(self) -> float | None:
         """Time left in the whole run: finished epochs give the pace; before that, this epoch's steps do."""
         now = self._clock()
+        if self._epochs_done >= self._epochs:
+            return 0.0  # the run is over: the last epoch's pace must not read as one more epoch to go
         if self._epochs_done:
             per_epoch = (self._epoch_t0 - self._t0) / self._epochs_done
             in_epoch = max(0.0, per_epoch - (now - self._epoch_t0))
