@@ -54,6 +54,15 @@ class Registry(Generic[T]):
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         return [p.name for p in params if p.kind in kinds and p.name not in skip]
 
+    def defaults(self, name: str) -> dict[str, Any]:
+        """The factory's default option values (empty when it cannot be introspected): what an entry built
+        without an option gets, so two configs that differ only by spelling a default out compare equal."""
+        try:
+            params = inspect.signature(self.get(name)).parameters.values()  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return {}
+        return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Build entry ``name``: unknown names, unknown options and invalid values raise ConfigError.
 

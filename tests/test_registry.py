@@ -46,3 +46,10 @@ def test_factories_taking_any_keyword_are_not_second_guessed(reg: Registry) -> N
     assert reg.create("loose", a=1) == {"a": 1}
     assert reg.accepted_kwargs("loose") == []
     assert reg.accepted_kwargs("w", skip=("channels",)) == ["width", "gain"]
+
+
+def test_defaults_are_the_factory_s_own(reg: Registry) -> None:
+    assert reg.defaults("w") == {"width": 2, "gain": 1.0}
+    assert reg.defaults("loose") == {}
+    with pytest.raises(ConfigError, match="unknown widget 'nope'"):
+        reg.defaults("nope")

@@ -524,3 +524,19 @@ def test_baseline_column_on_real_kvasir(tmp_path: Path, kvasir_dir: Path) -> Non
     assert col["runs"][0]["n_train"] == 8 and col["image_size"] == 256 and col["base_width"] == 64
     md = (tmp_path / "out" / "results.md").read_text()
     assert f"carved from the {counts['train'] + counts['val']} non-test images" in md
+
+
+def test_a_default_spelled_out_and_another_seed_are_no_difference() -> None:
+    from hpsearch.reproduce import config_differences
+    from hpsearch.training.config import resolve_run_config
+
+    def cfg(kwargs: dict, seed: int):
+        return resolve_run_config(
+            {"model": {"name": "unet", "kwargs": kwargs}, "train": {"seed": seed}}, scale="laptop"
+        )
+
+    # An export that leaves depth out builds the same model as a column file with the default depth 4.
+    assert config_differences(cfg({"base_width": 64}, 1), cfg({"base_width": 64, "depth": 4}, 0)) == {}
+    assert config_differences(cfg({"base_width": 64}, 0), cfg({"base_width": 64, "depth": 5}, 0)) == {
+        "model.kwargs.depth": (4, 5)
+    }

@@ -354,6 +354,7 @@ def _sd(values: Sequence[float]) -> float | None:
 
 def _column_result(key: str, plan: Plan, runs: list[dict[str, Any]], cdir: Path) -> dict[str, Any]:
     cfg0 = plan.cfgs[key]
+    model_kwargs = effective_model_kwargs(cfg0)
     dice = [r["dice"] for r in runs]
     iou = [r["iou"] for r in runs]
     res = {
@@ -365,8 +366,8 @@ def _column_result(key: str, plan: Plan, runs: list[dict[str, Any]], cdir: Path)
         "model_kwargs": dict(cfg0.model.kwargs),
         "scale": cfg0.scale,
         "image_size": cfg0.data.image_size,
-        "base_width": effective_model_kwargs(cfg0).get("base_width"),
-        "depth": effective_model_kwargs(cfg0).get("depth"),
+        "base_width": model_kwargs.get("base_width"),
+        "depth": model_kwargs.get("depth"),
         "epochs": cfg0.train.epochs,
         "max_train_images": cfg0.data.max_train_images,
         "n_train": runs[0]["n_train"],

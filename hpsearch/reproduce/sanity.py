@@ -110,16 +110,9 @@ def check_same_test_set(cfgs: Mapping[str, RunConfig], data_dir: Path, pairs: li
 
 def effective_model_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """The model's options as it will build: those left out filled with the model's defaults."""
-    import inspect
-
     from hpsearch.models import MODELS
 
-    try:
-        params = inspect.signature(MODELS.get(cfg.model.name)).parameters.values()
-    except (TypeError, ValueError):
-        return dict(cfg.model.kwargs)
-    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
-    return {**defaults, **cfg.model.kwargs}
+    return {**MODELS.defaults(cfg.model.name), **cfg.model.kwargs}
 
 
 def _effective(cfg: RunConfig) -> dict[str, Any]:

@@ -33,7 +33,7 @@ class _MiddleTrial:
         return math.sqrt(low * high) if log else (low + high) / 2
 
     def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
-        mid = math.sqrt(low * high) if log else (low + high) / 2
+        mid = self.suggest_float(name, low, high, log=log)
         return low + round((mid - low) / step) * step
 
 

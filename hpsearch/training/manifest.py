@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import hpsearch
+from hpsearch.training.device import cpu_model
 
 _PACKAGES = ("torch", "optuna", "albumentations", "numpy", "opencv-python-headless")
 
@@ -46,8 +47,6 @@ def package_versions() -> dict[str, str]:
 @functools.cache
 def hardware() -> dict[str, Any]:
     """CPU model, core count and torch threads: what a timing in a results table was measured on."""
-    from hpsearch.training.device import cpu_model
-
     out: dict[str, Any] = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
