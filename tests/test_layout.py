@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ MAX_FUNCTION_LINES = 80
 
 def test_the_top_level_is_a_few_core_files_and_the_rooms() -> None:
     files = sorted(p.name for p in PKG.glob("*.py"))
-    assert files == ["__init__.py", "__main__.py", "errors.py", "registry.py"]
+    assert files == ["__init__.py", "__main__.py", "_lazy.py", "errors.py", "registry.py"]
     rooms = sorted(p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists())
     assert rooms == sorted(ROOMS)
     assert (PKG / "py.typed").is_file()
@@ -39,6 +41,35 @@ def test_the_package_api_resolves() -> None:
     assert hpsearch.fit.__module__ == "hpsearch.training.fit"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hpsearch.nope  # noqa: B018
+
+
+def test_lazy_exports_load_on_first_use_and_name_what_is_missing() -> None:
+    from hpsearch._lazy import lazy_exports
+
+    namespace = {"eager": 1}
+    where = {
+        "Registry": ".registry",  # relative to the package
+        "HpsearchError": "hpsearch.errors",
+        "Err": "hpsearch.errors:ConfigError",  # an alias
+    }
+    getattr_, dir_ = lazy_exports("hpsearch", where, namespace)
+    assert getattr_("Registry") is importlib.import_module("hpsearch.registry").Registry
+    assert getattr_("HpsearchError") is hpsearch.HpsearchError
+    assert getattr_("Err") is hpsearch.ConfigError
+    assert dir_() == ["Err", "HpsearchError", "Registry", "eager"]
+    namespace["later"] = 2  # the package's globals() as they are when dir() runs
+    assert "later" in dir_()
+    with pytest.raises(AttributeError, match="module 'hpsearch' has no attribute 'nope'"):
+        getattr_("nope")
+
+
+def test_importing_the_rooms_imports_no_heavy_library() -> None:
+    # A fresh interpreter (this one imported torch long ago); the CLI imports these rooms for every command.
+    rooms = "hpsearch, hpsearch.cli, hpsearch.data, hpsearch.training, hpsearch.search, hpsearch.results"
+    heavy = ("torch", "albumentations", "matplotlib", "optuna_dashboard")
+    code = f"import sys, {rooms}\nprint(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
 
 
 def test_no_function_is_longer_than_the_limit() -> None:

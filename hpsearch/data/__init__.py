@@ -3,9 +3,7 @@ arrays, augment, download Kvasir-SEG and make synthetic sets; raises ``DataError
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from hpsearch._lazy import lazy_exports
 from hpsearch.data.cache import CachedArrays, load_arrays, load_cached, resize_pair
 from hpsearch.data.check import CheckReport, check_dataset, verify_dataset
 from hpsearch.data.discover import Pair, dataset_fingerprint, discover_pairs
@@ -52,8 +50,4 @@ __all__ = [
     *_LAZY,
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'hpsearch.data' has no attribute '{name}'")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

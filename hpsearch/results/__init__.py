@@ -3,8 +3,7 @@ the dashboard. Only reads a study's trials and attributes (the dashboard also na
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hpsearch._lazy import lazy_exports
 
 # Imported on first use: the report pulls in matplotlib and the dashboard optuna-dashboard, which a CLI
 # command that only exports should not pay for.
@@ -32,12 +31,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'hpsearch.results' has no attribute '{name}'")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,43 +6,38 @@ Names are imported on first use, so ``from hpsearch.search import keys`` stays l
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hpsearch._lazy import lazy_exports
 
 _WHERE = {
-    "StudySpec": "spec",
-    "load_study_spec": "spec",
-    "builtin_studies": "spec",
-    "suggest": "space",
-    "build_sampler": "strategies",
-    "build_pruner": "strategies",
-    "Objective": "objective",
-    "PruningCallback": "objective",
-    "TrialContext": "objective",
-    "StorageOptions": "storage",
-    "make_storage": "storage",
-    "mask_url": "storage",
-    "artifact_store": "storage",
-    "SearchOptions": "options",
-    "parse_overrides": "options",
-    "PreparedStudy": "lifecycle",
-    "open_study": "lifecycle",
-    "stored_spec": "lifecycle",
-    "WorkerSummary": "worker",
-    "run_trials": "worker",
-    "run_worker": "worker",
-    "worker_study": "worker",
-    "SearchOutcome": "launch",
-    "run_search": "launch",
-    "StudyCost": "cost",
-    "estimate_study": "cost",
-    "trial_note": "notes",
+    "StudySpec": ".spec",
+    "load_study_spec": ".spec",
+    "builtin_studies": ".spec",
+    "suggest": ".space",
+    "build_sampler": ".strategies",
+    "build_pruner": ".strategies",
+    "Objective": ".objective",
+    "PruningCallback": ".objective",
+    "TrialContext": ".objective",
+    "StorageOptions": ".storage",
+    "make_storage": ".storage",
+    "mask_url": ".storage",
+    "artifact_store": ".storage",
+    "SearchOptions": ".options",
+    "parse_overrides": ".options",
+    "PreparedStudy": ".lifecycle",
+    "open_study": ".lifecycle",
+    "stored_spec": ".lifecycle",
+    "WorkerSummary": ".worker",
+    "run_trials": ".worker",
+    "run_worker": ".worker",
+    "worker_study": ".worker",
+    "SearchOutcome": ".launch",
+    "run_search": ".launch",
+    "StudyCost": ".cost",
+    "estimate_study": ".cost",
+    "trial_note": ".notes",
 }
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'hpsearch.search' has no attribute '{name}'")
-    return getattr(importlib.import_module(f"hpsearch.search.{_WHERE[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
