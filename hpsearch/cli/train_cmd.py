@@ -20,17 +20,25 @@ def train(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/train"),
     device: DeviceOpt = None,
     scale: ScaleOpt = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="continue a killed run of the same config in --out after its last saved epoch "
+            "(state saved at most once a minute in OUT/resume.pt); --no-resume starts over"
+        ),
+    ] = True,
 ) -> None:
     """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png.
 
-    Without a terminal (nohup, Slurm, Kubernetes) it writes one line per epoch instead of a progress bar."""
+    Without a terminal (nohup, Slurm, Kubernetes) it writes one line per epoch instead of a progress bar.
+    Run again with the same config and --out after a kill, and it continues where it stopped."""
     from hpsearch.training.config import load_config, resolve_run_config
     from hpsearch.training.runner import train_from_config
     from hpsearch.training.validate import check_registry_names
 
     cfg = resolve_run_config(load_config(config), device=device, scale=scale, source=str(config))
     check_registry_names(cfg, source=str(config))
-    outcome = train_from_config(cfg, data_dir=data, out_dir=out)
+    outcome = train_from_config(cfg, data_dir=data, out_dir=out, resume=resume)
     r = outcome.result
     console.print(
         f"best val Dice {r.best_dice:.4f} / IoU {r.best_iou:.4f} at epoch {r.best_epoch}/{r.epochs_run} "

@@ -279,7 +279,16 @@ def train_and_test(
         raise SanityError(f"{label}: split into a different test set than the one checked before training")
     log(f"[{label}] training {cfg.model.name} {dict(cfg.model.kwargs)} for {cfg.train.epochs} epoch(s)")
     t0 = time.perf_counter()
-    outcome = trainer.train_from_config(cfg, out_dir=run_dir, data=data, progress=progress, description=label)
+    # A run killed half-way (a session's end) continues from its last saved epoch when the same command
+    # runs again: the identity that keeps a finished run also keys the saved state.
+    outcome = trainer.train_from_config(
+        cfg,
+        out_dir=run_dir,
+        data=data,
+        progress=progress,
+        description=label,
+        resume_key=run_identity(cfg, plan),
+    )
     train_wall = time.perf_counter() - t0
     r = outcome.result
     if r.checkpoint_path is None:
@@ -301,7 +310,9 @@ def train_and_test(
         "epochs_run": r.epochs_run,
         "best_val_dice": r.best_dice,
         "best_val_iou": r.best_iou,
-        "train_wall_s": train_wall,
+        # A resumed run's fit time spans its sittings; this sitting's clock alone would undercount it.
+        "train_wall_s": max(train_wall, r.wall_time_s),
+        "resumed_from_epoch": r.resumed_from_epoch,
         "fit_wall_s": r.wall_time_s,
         "eval_wall_s": time.perf_counter() - t1,
         "train_img_per_s": r.train_img_per_s,

@@ -1,11 +1,14 @@
 """Self-describing checkpoints: the weights plus what rebuilds the model (name, kwargs, resolved config).
 
-``save_checkpoint`` writes atomically; ``load_checkpoint`` rebuilds the model from the file alone.
+``save_checkpoint`` writes atomically; ``load_checkpoint`` rebuilds the model from the file alone. A
+``ResumePoint`` names where ``fit`` keeps its state between epochs, so that a run killed half-way (a
+session's end, a pre-empted node) continues from its last saved epoch instead of from the start.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,61 @@ from hpsearch.errors import ConfigError
 from hpsearch.models import create_model
 from hpsearch.training.config import RunConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RESUME_FORMAT",
+    "ResumePoint",
+    "load_checkpoint",
+    "load_resume_state",
+    "save_checkpoint",
+    "save_resume_state",
+]
 
 CHECKPOINT_FORMAT = "hpsearch-checkpoint/1"
+RESUME_FORMAT = "hpsearch-resume/1"
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where ``fit`` saves its state between epochs, and which run that state belongs to.
+
+    ``key`` identifies the run (config, data, split): state saved under another key is not resumed. The state
+    is written at most every ``every_s`` seconds (at the full scale it is hundreds of MB: model, optimizer
+    and best weights), so a killed run repeats at most that much training.
+    """
+
+    path: Path
+    key: dict[str, Any]
+    every_s: float = 60.0
+
+
+def _atomic_save(payload: dict[str, Any], p: Path) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(p)  # atomic: a killed run never leaves a half-written file
+    return p
+
+
+def save_resume_state(point: ResumePoint, state: dict[str, Any]) -> Path:
+    """Write ``fit``'s state after an epoch (atomically), tagged with the run's key."""
+    return _atomic_save({"format": RESUME_FORMAT, "key": point.key, **state}, Path(point.path))
+
+
+def load_resume_state(point: ResumePoint) -> tuple[dict[str, Any] | None, str | None]:
+    """The saved state to continue from, or None; the second value says why a file there is not used."""
+    p = Path(point.path)
+    if not p.is_file():
+        return None, None
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a file from another version, or damaged: start over rather than fail
+        return None, f"{p} cannot be read ({type(exc).__name__}); starting at epoch 1"
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        return None, f"{p} is not an hpsearch resume state; starting at epoch 1"
+    if state.get("key") != point.key:
+        return None, f"{p} belongs to another config or dataset; starting at epoch 1"
+    return state, None
 
 
 def save_checkpoint(
@@ -29,8 +84,6 @@ def save_checkpoint(
     extra: dict[str, Any],
 ) -> Path:
     """Write a self-describing checkpoint: model name/kwargs, weights, resolved config, epoch, metrics."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         **copy.deepcopy(extra),
@@ -38,10 +91,7 @@ def save_checkpoint(
         "epoch": epoch,
         "metrics": metrics,
     }
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(p)  # atomic: a killed trial never leaves a half-written checkpoint
-    return p
+    return _atomic_save(payload, Path(path))
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, RunConfig, dict[str, Any]]:

@@ -6,6 +6,7 @@ callback that raises; this module never imports optuna.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +19,7 @@ from torch import nn
 
 from hpsearch.data.device_augment import normalize_batch
 from hpsearch.errors import NonFiniteLossError
-from hpsearch.training.checkpoint import save_checkpoint
+from hpsearch.training.checkpoint import ResumePoint, load_resume_state, save_checkpoint, save_resume_state
 from hpsearch.training.config import TrainConfig
 from hpsearch.training.device import (
     autocast,
@@ -31,7 +32,7 @@ from hpsearch.training.device import (
 from hpsearch.training.losses import create_loss
 from hpsearch.training.metrics import SegMetrics
 from hpsearch.training.optim import Schedule, create_optimizer, create_schedule
-from hpsearch.training.progress import EpochBar, epoch_progress
+from hpsearch.training.progress import EpochBar, epoch_progress, say
 
 Callback = Callable[[int, dict[str, float]], None]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -64,6 +65,7 @@ class FitResult:
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     monitor: str = "val_dice"
     best_value: float = float("nan")
+    resumed_from_epoch: int = 0
 
     @property
     def best_metrics(self) -> dict[str, float]:
@@ -85,6 +87,7 @@ class FitResult:
             "peak_memory_mb": self.peak_memory_mb,
             "history": [dict(row) for row in self.history],
             "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
+            "resumed_from_epoch": self.resumed_from_epoch,
         }
 
 
@@ -286,6 +289,75 @@ def _host_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+@dataclass
+class _Run:
+    """What one run has done so far: everything a resumed run continues from besides the loop's state."""
+
+    best: BestEpoch
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    images_seen: int = 0
+    train_time: float = 0.0
+    elapsed_before: float = 0.0  # wall seconds of earlier sittings of a resumed run
+    resumed_from: int = 0
+
+
+def _loader_generator(loader: Iterable[Batch]) -> torch.Generator | None:
+    # The shuffle order (and, for device batches, the augmentation draws) come from the loader's generator.
+    for name in ("generator", "gen"):
+        gen = getattr(loader, name, None)
+        if isinstance(gen, torch.Generator):
+            return gen
+    return None
+
+
+def _resume_state(loop: _Loop, run: _Run, train_loader: Iterable[Batch], elapsed: float) -> dict[str, Any]:
+    gen = _loader_generator(train_loader)
+    return {
+        "epoch": len(run.history),
+        "model": _host_copy(loop.model),
+        "optimizer": loop.optimizer.state_dict(),
+        "schedule": loop.schedule.state_dict(),
+        "best": dataclasses.asdict(run.best),
+        "best_state": run.best_state,
+        "history": run.history,
+        "images_seen": run.images_seen,
+        "train_time": run.train_time,
+        "elapsed": elapsed,
+        "torch_rng": torch.get_rng_state(),
+        "loader_rng": gen.get_state() if gen is not None else None,
+    }
+
+
+def _start_run(loop: _Loop, train_loader: Iterable[Batch], resume: ResumePoint | None, verbose: bool) -> _Run:
+    """A fresh run, or the state ``resume`` saved after an earlier sitting's last saved epoch."""
+    run = _Run(best=BestEpoch(monitor=loop.cfg.monitor))
+    state, why_not = load_resume_state(resume) if resume is not None else (None, None)
+    if why_not and verbose:
+        say(why_not)
+    if state is None:
+        return run
+    loop.model.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    gen = _loader_generator(train_loader)
+    if gen is not None and state["loader_rng"] is not None:
+        gen.set_state(state["loader_rng"])
+    run = _Run(
+        best=BestEpoch(**state["best"]),
+        history=list(state["history"]),
+        best_state=state["best_state"],
+        images_seen=int(state["images_seen"]),
+        train_time=float(state["train_time"]),
+        elapsed_before=float(state["elapsed"]),
+        resumed_from=int(state["epoch"]),
+    )
+    if verbose:
+        say(f"resuming after epoch {run.resumed_from}/{loop.cfg.epochs} (state in {resume.path})")
+    return run
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable[Batch],
@@ -298,6 +370,7 @@ def fit(
     progress: bool | None = None,
     description: str = "train",
     on_progress: Callable[[dict[str, float]], None] | None = None,
+    resume: ResumePoint | None = None,
 ) -> FitResult:
     """Train ``model`` and keep the epoch with the best validation ``config.monitor`` (Dice by default).
 
@@ -307,57 +380,83 @@ def fit(
     given, the best epoch is saved there as a self-describing dict (``checkpoint_extra`` adds the model
     name, kwargs and resolved config so the file rebuilds the model on its own). ``on_progress`` hears
     about once a second how the epoch is going (batch, steps, images/s, seconds left in the run).
+    With ``resume``, the run's state is saved between epochs and a later call with the same point continues
+    after the last saved epoch (same weights, optimizer, schedule, best epoch and history); the file is
+    removed when the run finishes.
     """
     cfg = config
     loop = _setup(model, train_loader, cfg)
-    history: list[dict[str, float]] = []
-    best = BestEpoch(monitor=cfg.monitor)
-    best_state: dict[str, torch.Tensor] | None = None
-    images_seen, train_time = 0, 0.0
+    run = _start_run(loop, train_loader, resume, verbose=progress is not False)
     reset_peak_memory(loop.device)
-    t_start = time.perf_counter()
+    t_start = last_save = time.perf_counter()
     bar_ctx = epoch_progress(
-        cfg.epochs, loop.steps_per_epoch, description, progress, listener=on_progress
+        cfg.epochs,
+        loop.steps_per_epoch,
+        description,
+        progress,
+        listener=on_progress,
+        start_epoch=run.resumed_from,
     )
     with cudnn_benchmark(loop.device), bar_ctx as bar:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(run.resumed_from + 1, cfg.epochs + 1):
             train_loss, n_img, t_train = _train_epoch(loop, train_loader, epoch, bar)
-            images_seen, train_time = images_seen + n_img, train_time + t_train
+            run.images_seen, run.train_time = run.images_seen + n_img, run.train_time + t_train
             row = _validate_epoch(
                 loop, val_loader, epoch, train_loss=train_loss, n_img=n_img, t_train=t_train
             )
-            history.append(row)
-            if best.offer(row):
-                best_state = _host_copy(loop.model)
+            run.history.append(row)
+            if run.best.offer(row):
+                run.best_state = _host_copy(loop.model)
             bar.end_epoch(
                 epoch,
                 train_loss=train_loss,
                 val_dice=row["val_dice"],
-                best_dice=best.dice,
+                best_dice=run.best.dice,
                 img_per_s=row["train_img_per_s"],
             )
+            now = time.perf_counter()
+            if resume is not None and epoch < cfg.epochs and now - last_save >= resume.every_s:
+                elapsed = run.elapsed_before + now - t_start
+                save_resume_state(resume, _resume_state(loop, run, train_loader, elapsed))
+                last_save = time.perf_counter()
             for cb in callbacks:
                 cb(epoch, dict(row))
+    return _finish(loop, run, cfg, t_start, checkpoint_path, checkpoint_extra, resume)
+
+
+def _finish(
+    loop: _Loop,
+    run: _Run,
+    cfg: TrainConfig,
+    t_start: float,
+    checkpoint_path: str | Path | None,
+    checkpoint_extra: dict[str, Any] | None,
+    resume: ResumePoint | None,
+) -> FitResult:
+    best = run.best
     result = FitResult(
         best_dice=best.dice,
         best_iou=best.iou,
         best_epoch=best.epoch,
-        history=history,
-        epochs_run=len(history),
-        wall_time_s=time.perf_counter() - t_start,
-        train_img_per_s=images_seen / train_time if train_time > 0 else 0.0,
+        history=run.history,
+        epochs_run=len(run.history),
+        wall_time_s=run.elapsed_before + time.perf_counter() - t_start,
+        train_img_per_s=run.images_seen / run.train_time if run.train_time > 0 else 0.0,
         device=describe_device(loop.device),
         peak_memory_mb=peak_memory_mb(loop.device),
-        best_state=best_state,
+        best_state=run.best_state,
         monitor=cfg.monitor,
         best_value=best.value if best.epoch else float("nan"),
+        resumed_from_epoch=run.resumed_from,
     )
-    if checkpoint_path is not None and best_state is not None:
+    if checkpoint_path is not None and run.best_state is not None:
         result.checkpoint_path = save_checkpoint(
             checkpoint_path,
-            state_dict=best_state,
+            state_dict=run.best_state,
             epoch=result.best_epoch,
             metrics=result.best_metrics,
             extra=checkpoint_extra or {},
         )
+    if resume is not None:
+        Path(resume.path).unlink(missing_ok=True)  # finished: the state has nothing left to resume
     return result

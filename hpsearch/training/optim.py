@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -62,6 +63,14 @@ class Schedule:
     def step_epoch(self, value: float) -> None:
         """Called after every validation with the epoch's monitored metric (higher is better)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue the schedule where it stopped (the optimizer's own state,
+        learning rates included, is saved beside it)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``; called after the optimizer's state is loaded."""
+
 
 class _Constant(Schedule):
     pass
@@ -93,6 +102,13 @@ class _WarmupCosine(Schedule):
         self.t += 1
         self._apply()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = int(state["t"])
+        self._apply()  # ``base`` is the configured lr, as before the interruption
+
 
 class _Plateau(Schedule):
     """Reduce LR when the monitored validation metric (val Dice by default) stops improving."""
@@ -105,6 +121,12 @@ class _Plateau(Schedule):
 
     def step_epoch(self, value: float) -> None:
         self.inner.step(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.inner.state_dict())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
 
 
 ScheduleFactory = Callable[[torch.optim.Optimizer, TrainConfig, int], Schedule]

@@ -23,6 +23,11 @@ def is_interactive() -> bool:
     return _console.is_terminal
 
 
+def say(text: str) -> None:
+    """One line for the person running the command (stderr, above any live bar)."""
+    _console.print(text, highlight=False, soft_wrap=True)
+
+
 def format_duration(seconds: float | None) -> str:
     """``42s``, ``7m05s``, ``3h12m``, ``2d04h``: short enough for a log line."""
     if seconds is None or seconds != seconds or seconds < 0:
@@ -55,6 +60,7 @@ class EpochBar:
         clock: Callable[[], float] = time.perf_counter,
         listener: Callable[[dict[str, float]], None] | None = None,
         every_s: float = 1.0,
+        start_epoch: int = 0,
     ) -> None:
         self._p = progress
         self._epochs = total_epochs
@@ -66,13 +72,15 @@ class EpochBar:
         self._epoch_t0 = self._t0
         self._epoch_images = 0
         self._epoch_steps = 0
-        self._epochs_done = 0
+        # A resumed run starts after ``start_epoch``; only this sitting's epochs give the pace.
+        self._start = start_epoch
+        self._epochs_done = start_epoch
         self._listener = listener
         self._every_s = every_s
         self._last_heard = -float("inf")
         self._task = None
         if progress is not None:
-            self._task = progress.add_task(self._title(1), total=self._steps, rate="", left="")
+            self._task = progress.add_task(self._title(start_epoch + 1), total=self._steps, rate="", left="")
 
     def _title(self, epoch: int) -> str:
         return f"{self._label} epoch {epoch}/{self._epochs}"
@@ -82,13 +90,14 @@ class EpochBar:
         now = self._clock()
         if self._epochs_done >= self._epochs:
             return 0.0  # the run is over: the last epoch's pace must not read as one more epoch to go
-        if self._epochs_done:
-            per_epoch = (self._epoch_t0 - self._t0) / self._epochs_done
+        done_here = self._epochs_done - self._start
+        if done_here:
+            per_epoch = (self._epoch_t0 - self._t0) / done_here
             in_epoch = max(0.0, per_epoch - (now - self._epoch_t0))
             return in_epoch + per_epoch * max(0, self._epochs - self._epochs_done - 1)
         if self._epoch_steps:
             per_step = (now - self._epoch_t0) / self._epoch_steps
-            return per_step * (self._steps * self._epochs - self._epoch_steps)
+            return per_step * (self._steps * (self._epochs - self._start) - self._epoch_steps)
         return None
 
     def advance_step(self, images: int = 0) -> None:
@@ -147,17 +156,21 @@ def epoch_progress(
     enabled: bool | None,
     *,
     listener: Callable[[dict[str, float]], None] | None = None,
+    start_epoch: int = 0,
 ) -> Iterator[EpochBar]:
     """Progress for ``fit``: ``None`` means a bar on a terminal and a line per epoch otherwise; ``False``
     means silent (a study's live board reports instead, fed by ``listener`` about once a second with the
-    batch, images/s and time left); ``True`` forces the bar."""
+    batch, images/s and time left); ``True`` forces the bar. ``start_epoch``: epochs a resumed run had
+    already finished."""
     if enabled is None:
         enabled = is_interactive()
         if not enabled:
-            yield EpochBar(None, epochs, steps, label, log=_print_line, listener=listener)
+            yield EpochBar(
+                None, epochs, steps, label, log=_print_line, listener=listener, start_epoch=start_epoch
+            )
             return
     if not enabled:
-        yield EpochBar(None, epochs, steps, label, listener=listener)
+        yield EpochBar(None, epochs, steps, label, listener=listener, start_epoch=start_epoch)
         return
     progress = Progress(
         TextColumn("{task.description}"),
@@ -170,4 +183,4 @@ def epoch_progress(
         transient=True,
     )
     with progress:
-        yield EpochBar(progress, epochs, steps, label, listener=listener)
+        yield EpochBar(progress, epochs, steps, label, listener=listener, start_epoch=start_epoch)

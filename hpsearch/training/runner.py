@@ -25,6 +25,7 @@ from hpsearch.data.discover import Pair, dataset_fingerprint
 from hpsearch.data.splits import Split, split_for
 from hpsearch.errors import ConfigError
 from hpsearch.models import create_model
+from hpsearch.training.checkpoint import ResumePoint
 from hpsearch.training.config import DataConfig, RunConfig
 from hpsearch.training.device import autocast, describe_device, resolve_device
 from hpsearch.training.fit import Callback, FitResult, fit
@@ -32,6 +33,7 @@ from hpsearch.training.manifest import build_manifest, seed_everything
 from hpsearch.training.viz import plot_curves, save_gallery
 
 DATA_ENV = "HPSEARCH_DATA"
+RESUME_FILE = "resume.pt"  # in a run's out_dir while it is under way (removed when it finishes)
 
 
 def resolve_data_dir(
@@ -275,10 +277,15 @@ def train_from_config(
     description: str = "train",
     data: PreparedData | None = None,
     on_progress: Callable[[dict[str, float]], None] | None = None,
+    resume: bool = False,
+    resume_key: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Train one model from a resolved config and write checkpoint, metrics.json, curves and gallery.
 
-    ``data`` (already prepared) wins over ``data_dir``; without either, ``cfg.data.path`` is used.
+    ``data`` (already prepared) wins over ``data_dir``; without either, ``cfg.data.path`` is used. With
+    ``resume`` (or a ``resume_key``), the run's state is kept in ``out_dir/resume.pt`` between epochs, and a
+    later call into the same ``out_dir`` continues after its last saved epoch when its key matches:
+    ``resume_key`` when given, else the resolved config, the data's fingerprint and the split.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -292,6 +299,10 @@ def train_from_config(
     model = create_model(cfg.model.name, **cfg.model.kwargs)
     manifest = _run_manifest(cfg, data, device, model)
     config_json = cfg.model_dump(mode="json")
+    if resume and resume_key is None:
+        resume_key = {"config": config_json, "data": data.fingerprint, "split": data.split.hash}
+    elif not resume and resume_key is None:
+        (out / RESUME_FILE).unlink(missing_ok=True)  # starting over: old state must not be resumed later
     train_loader, val_loader = build_loaders(cfg, data, device)
     result = fit(
         model,
@@ -303,6 +314,7 @@ def train_from_config(
         progress=progress,
         description=description,
         on_progress=on_progress,
+        resume=ResumePoint(out / RESUME_FILE, resume_key) if resume_key is not None else None,
         checkpoint_extra={
             "model_name": cfg.model.name,
             "model_kwargs": dict(cfg.model.kwargs),
