@@ -100,6 +100,33 @@ class SegmentationArrays(Dataset):
             self.transform.set_random_seed(torch.initial_seed() % 2**32)
         self._seeded_for = key
 
+    def rng_state(self) -> list[tuple[dict[str, Any], tuple[Any, ...]]]:
+        """Where this process's augmentation stream stands (every transform's numpy and Python RNG), so a
+        resumed run draws what an unbroken one would have drawn next."""
+        return [(t.random_generator.bit_generator.state, t.py_random.getstate()) for t in self._rng_holders()]
+
+    def set_rng_state(self, state: list[tuple[dict[str, Any], tuple[Any, ...]]]) -> None:
+        """Continue the augmentation stream saved by ``rng_state`` (in this process)."""
+        holders = self._rng_holders()
+        if len(holders) != len(state):
+            raise DataError(
+                f"saved augmentation state is for {len(state)} transforms; this pipeline has {len(holders)}"
+            )
+        self._reseed_transform()  # first, so that it does not reseed over the restored state later
+        for t, (np_state, py_state) in zip(holders, state, strict=True):
+            t.random_generator.bit_generator.state = np_state
+            t.py_random.setstate(py_state)
+
+    def _rng_holders(self) -> list[Any]:
+        # albumentations 2.0 gives the Compose and each transform in it an RNG pair of its own.
+        found, todo = [], [self.transform] if self.transform is not None else []
+        while todo:
+            t = todo.pop(0)
+            if hasattr(t, "random_generator") and hasattr(t, "py_random"):
+                found.append(t)
+            todo.extend(getattr(t, "transforms", None) or [])
+        return found
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         # np.array copies out of the read-only memmap: transforms may write in place.
         image = np.array(self.images[index])

@@ -311,8 +311,28 @@ def _loader_generator(loader: Iterable[Batch]) -> torch.Generator | None:
     return None
 
 
+def _loader_rng(loader: Iterable[Batch]) -> dict[str, Any]:
+    """Where the loader's random streams stand: its shuffle generator and (host augmentation in this
+    process) the dataset's augmentation RNGs. Loader worker processes keep theirs, which are not saved."""
+    gen = _loader_generator(loader)
+    dataset = getattr(loader, "dataset", None)
+    in_process = getattr(loader, "num_workers", 0) == 0 and hasattr(dataset, "rng_state")
+    return {
+        "generator": gen.get_state() if gen is not None else None,
+        "augment": dataset.rng_state() if in_process else None,  # type: ignore[union-attr]
+    }
+
+
+def _set_loader_rng(loader: Iterable[Batch], state: dict[str, Any]) -> None:
+    gen = _loader_generator(loader)
+    if gen is not None and state["generator"] is not None:
+        gen.set_state(state["generator"])
+    dataset = getattr(loader, "dataset", None)
+    if state["augment"] is not None and hasattr(dataset, "set_rng_state"):
+        dataset.set_rng_state(state["augment"])  # type: ignore[union-attr]
+
+
 def _resume_state(loop: _Loop, run: _Run, train_loader: Iterable[Batch], elapsed: float) -> dict[str, Any]:
-    gen = _loader_generator(train_loader)
     return {
         "epoch": len(run.history),
         "model": _host_copy(loop.model),
@@ -325,7 +345,7 @@ def _resume_state(loop: _Loop, run: _Run, train_loader: Iterable[Batch], elapsed
         "train_time": run.train_time,
         "elapsed": elapsed,
         "torch_rng": torch.get_rng_state(),
-        "loader_rng": gen.get_state() if gen is not None else None,
+        "loader_rng": _loader_rng(train_loader),
     }
 
 
@@ -341,9 +361,7 @@ def _start_run(loop: _Loop, train_loader: Iterable[Batch], resume: ResumePoint |
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["torch_rng"])
-    gen = _loader_generator(train_loader)
-    if gen is not None and state["loader_rng"] is not None:
-        gen.set_state(state["loader_rng"])
+    _set_loader_rng(train_loader, state["loader_rng"])
     run = _Run(
         best=BestEpoch(**state["best"]),
         history=list(state["history"]),
