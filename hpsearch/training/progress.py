@@ -23,11 +23,6 @@ def is_interactive() -> bool:
     return _console.is_terminal
 
 
-def say(text: str) -> None:
-    """One line for the person running the command (stderr, above any live bar)."""
-    _console.print(text, highlight=False, soft_wrap=True)
-
-
 def format_duration(seconds: float | None) -> str:
     """``42s``, ``7m05s``, ``3h12m``, ``2d04h``: short enough for a log line."""
     if seconds is None or seconds != seconds or seconds < 0:
@@ -42,7 +37,8 @@ def format_duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def _print_line(text: str) -> None:
+def say(text: str) -> None:
+    """One plain line on stderr, flushed: an epoch's line in a log, or a note before the run starts."""
     print(text, file=sys.stderr, flush=True)
 
 
@@ -166,7 +162,7 @@ def epoch_progress(
         enabled = is_interactive()
         if not enabled:
             yield EpochBar(
-                None, epochs, steps, label, log=_print_line, listener=listener, start_epoch=start_epoch
+                None, epochs, steps, label, log=say, listener=listener, start_epoch=start_epoch
             )
             return
     if not enabled:
