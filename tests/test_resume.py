@@ -55,13 +55,17 @@ def _kill_after(epoch: int):
     return cb
 
 
-@pytest.mark.parametrize("augmentation", ["none", "basic"])
+@pytest.mark.parametrize(
+    ("augmentation", "augment_on"), [("none", "auto"), ("basic", "cpu"), ("basic", "device")]
+)
 def test_a_killed_run_resumes_after_its_last_saved_epoch_and_ends_as_an_unbroken_one(
-    setup: tuple[RunConfig, Any], tmp_path: Path, augmentation: str
+    setup: tuple[RunConfig, Any], tmp_path: Path, augmentation: str, augment_on: str
 ) -> None:
     cfg, data = setup
-    # 'basic' on a CPU augments in this process with albumentations' own RNGs: they must continue too.
-    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"augmentation": augmentation})})
+    # 'basic' on the CPU path augments in this process with albumentations' own RNGs, on the device path with
+    # the batches' generator: either stream must continue too.
+    update = {"augmentation": augmentation, "augment_on": augment_on}
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update=update)})
     unbroken = _fit(cfg, data)
     point = ResumePoint(tmp_path / "resume.pt", {"run": "a"}, every_s=0.0)
     with pytest.raises(Killed):

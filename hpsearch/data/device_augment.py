@@ -244,7 +244,7 @@ class DeviceBatches:
                 f"{self.images.shape[1]}x{self.images.shape[2]}"
             )
         self.shuffle = shuffle
-        self.gen = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
         n = len(self.images)
         # Same rules as the CPU loaders: a shuffled (training) source drops its ragged tail, because
         # BatchNorm cannot train on a batch of one; an ordered (validation) source keeps every image.
@@ -256,7 +256,7 @@ class DeviceBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.images)
-        order = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = _to_device(order, self.device)
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
@@ -265,6 +265,6 @@ class DeviceBatches:
             if self.spec is None:
                 yield normalize_batch(images), y
                 continue
-            params = sample_params(self.spec, idx.shape[0], self.gen)
+            params = sample_params(self.spec, idx.shape[0], self.generator)
             x, y = apply_geometric(images.permute(0, 3, 1, 2).float(), y, params)
             yield normalize_batch(x.permute(0, 2, 3, 1)), y

@@ -303,12 +303,10 @@ class _Run:
 
 
 def _loader_generator(loader: Iterable[Batch]) -> torch.Generator | None:
-    # The shuffle order (and, for device batches, the augmentation draws) come from the loader's generator.
-    for name in ("generator", "gen"):
-        gen = getattr(loader, name, None)
-        if isinstance(gen, torch.Generator):
-            return gen
-    return None
+    # The shuffle order (and, for device batches, the augmentation draws) come from the loader's generator:
+    # a DataLoader's and DeviceBatches' share the attribute name.
+    gen = getattr(loader, "generator", None)
+    return gen if isinstance(gen, torch.Generator) else None
 
 
 def _loader_rng(loader: Iterable[Batch]) -> dict[str, Any]:
