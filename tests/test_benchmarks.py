@@ -99,3 +99,25 @@ def test_laptop_benchmark_quick_pass_compares_fit_with_a_bare_loop(tmp_path: Pat
     assert (fig["laptop.image_size"], fig["laptop.base_width"]) == (laptop.max_image_size, 64 // 4)
     assert fig["laptop.fit_vs_bare"] == fig["laptop.fit_img_per_s"] / fig["laptop.bare_img_per_s"]
     assert fig["laptop.trial_25_epochs_min"] == fig["laptop.epoch_s"] * 25 / 60
+
+
+def test_gpu_script_orders_compiles_by_need_and_skips_them_past_the_budget(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu import step_cases
+
+    cases = step_cases([16, 32, 8], compile_too=True)
+    eager = [c for c in cases if not c[4]]
+    compiled = [(c[0], c[3]) for c in cases if c[4]]
+    assert cases[: len(eager)] == eager  # every eager case before the first compile
+    # The targets' cases first: both models at the first two batch sizes; batch 8 and plain attention last.
+    assert compiled[:4] == [("unet", 16), ("cbam_unet", 16), ("unet", 32), ("cbam_unet", 32)]
+    assert set(compiled[4:]) == {("unet", 8), ("cbam_unet", 8), ("cbam_unet_plain", 16)}
+    assert all(not c[4] for c in step_cases([16, 32, 8], compile_too=False))
+
+    # A budget already spent: the eager cases are measured, every compile is recorded as skipped.
+    out = _run(["benchmarks/gpu.py", "--smoke", "--device", "cpu", "--only", "steps", "--budget-s", "0"],
+               tmp_path, "gpu.json")
+    fig = out["figures"]
+    assert fig["steps.unet.b2.eager.img_per_s"] > 0
+    assert fig["steps.unet.b2.compiled.skipped"] == "budget"
+    assert not any(k.endswith("compiled.img_per_s") for k in fig)
