@@ -12,7 +12,6 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import albucore  # noqa: E402
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -63,10 +62,13 @@ def _albumentations(
     angle: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The 'basic' chain with fixed parameters, through albumentations' own functional ops and settings."""
+    # The flip transforms' own apply (albumentations delegates it to albucore, which it does not promise).
     if hflip:
-        image, mask = albucore.hflip(image), albucore.hflip(mask)
+        flip = A.HorizontalFlip(p=1.0)
+        image, mask = flip.apply(image), flip.apply_to_mask(mask)
     if vflip:
-        image, mask = albucore.vflip(image), albucore.vflip(mask)
+        flip = A.VerticalFlip(p=1.0)
+        image, mask = flip.apply(image), flip.apply_to_mask(mask)
     image, mask = np.ascontiguousarray(fgeo.rot90(image, k)), np.ascontiguousarray(fgeo.rot90(mask, k))
     shape = image.shape[:2]
     matrix = fgeo.create_affine_transformation_matrix(

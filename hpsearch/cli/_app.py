@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -21,7 +20,7 @@ class _EntryPoint(TyperGroup):
     """Every command runs inside this group's ``invoke``: process-wide settings are made once, and any
     ``HpsearchError`` becomes one red line on stderr and its exit code, never a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         import optuna
 
         # Optuna logs every trial at INFO; the live board and the summary say what matters.
