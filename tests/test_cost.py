@@ -1,24 +1,37 @@
-"""The study cost estimate: representative trial, trial lengths, study time and the plain warning."""
+"""The forecast printed before a study: representative trials, epoch costs, the replayed search, warnings."""
 
 from __future__ import annotations
 
 import pytest
 
-from hpsearch.search.cost import StudyCost, describe, epoch_choices, fit_hints, representative_params
-from hpsearch.search.spec import load_study_spec
+from hpsearch.search.cost import (
+    StudyCost,
+    batch_choices,
+    describe,
+    epoch_choices,
+    epoch_seconds,
+    fit_hints,
+    representative_params,
+)
+from hpsearch.search.plan import ladder
+from hpsearch.search.simulate import predict
+from hpsearch.search.spec import ResourceSpec, load_study_spec, parse_study
+from hpsearch.search.strategies import build_pruner, study_pruner
 from hpsearch.training.estimate import CostEstimate
 
 
-def _cost(s_per_step: float) -> CostEstimate:
-    return CostEstimate(device="cpu", batch_size=8, image_size=96, n_train=800, n_val=88,
-                        s_per_step=s_per_step, val_s=4.0)
+def _cost(s_per_step: float, batch: int = 8, spread: float = 0.1) -> CostEstimate:
+    return CostEstimate(device="CPU", batch_size=batch, image_size=96, n_train=800, n_val=88,
+                        s_per_step=s_per_step, val_s=4.0, spread=spread, windows=5)
 
 
-def test_the_representative_trial_is_the_middle_of_every_range() -> None:
+def test_the_representative_trial_is_the_middle_of_every_range_or_pinned() -> None:
     spec = load_study_spec("lr_batch")
     params = representative_params(spec.space)
-    assert params["train.batch_size"] == 8 and params["train.epochs"] == 50
+    assert params["train.batch_size"] == 8 and "train.epochs" not in params  # the length is the resource
     assert params["train.lr"] == pytest.approx(1e-3)  # geometric middle of 1e-4 .. 1e-2
+    assert representative_params(spec.space, **{"train.batch_size": 16})["train.batch_size"] == 16
+    assert batch_choices(spec) == [4, 8, 16]
 
 
 def test_conditional_parameters_follow_their_condition() -> None:
@@ -28,24 +41,62 @@ def test_conditional_parameters_follow_their_condition() -> None:
 
 
 def test_trial_lengths_come_from_the_space_or_the_fixed_part() -> None:
-    assert epoch_choices(load_study_spec("lr_batch"), 25) == [25, 50, 100]
+    sampled = load_study_spec("lr_batch").model_dump()
+    sampled.update(resource=None, pruner={"name": "median"})
+    sampled["space"]["train.epochs"] = {"type": "categorical", "choices": [25, 50, 100]}
+    assert epoch_choices(parse_study(sampled, "t"), 25) == [25, 50, 100]
     assert epoch_choices(load_study_spec("full"), 80) == [80]
 
 
-def test_study_time_is_trials_times_mean_length_over_workers_capped_by_the_timeout() -> None:
-    cost = _cost(0.5)  # 100 steps: 50 s + 4 s validation = 54 s an epoch
-    assert cost.s_per_epoch == pytest.approx(54.0)
-    study = StudyCost(cost, [25, 50, 100], n_trials=30, timeout_s=None, workers=2)
-    assert study.longest_trial_s == pytest.approx(5400.0)
-    assert study.unpruned_study_s == pytest.approx(30 * 59 * 54.0 / 2)  # mean 58.3 epochs, rounded up
-    assert StudyCost(cost, [25], n_trials=30, timeout_s=3600.0).expected_s == 3600.0
+def test_epoch_cost_is_measured_at_both_ends_and_interpolated_between() -> None:
+    small, large = _cost(0.1, batch=4), _cost(0.3, batch=16)  # 200 steps of 0.1 s, 50 steps of 0.3 s
+    s = epoch_seconds([small, large], [4, 8, 16])
+    assert s[0] == pytest.approx(200 * 0.1 + 4.0) and s[2] == pytest.approx(50 * 0.3 + 4.0)
+    assert s[1] == pytest.approx(100 * (0.1 + (4 / 12) * 0.2) + 4.0)
 
 
-def test_a_study_of_days_says_so_and_how_to_make_it_fit() -> None:
-    slow = StudyCost(_cost(20.0), [25, 50, 100], n_trials=30, timeout_s=None)
+def test_the_forecast_counts_what_successive_halving_lets_through() -> None:
+    plan = ladder(27, ResourceSpec(min_epochs=3))
+    pred = predict(
+        pruner_factory=lambda: build_pruner("successive_halving", plan.pruner_kwargs("successive_halving")),
+        s_per_epoch=[17.5], epochs=27, budget_s=3600, repeats=5,
+    )  # fmt: skip
+    # 205 epochs of budget: 27 per trial unpruned would be 7 trials; with rungs at 3 and 9, far more.
+    assert 15 <= pred.configs <= 40 and 2 <= pred.top <= 8 and pred.pruned >= 10
+    assert pred.configs_range[0] <= pred.configs <= pred.configs_range[1]
+
+
+def _median_study(n_startup: int) -> StudyCost:
+    spec = load_study_spec("loss")
+    spec.pruner.kwargs["n_startup_trials"] = n_startup
+    pred = predict(pruner_factory=lambda: study_pruner(spec), s_per_epoch=[60.0], epochs=25, budget_s=3 * 1500)
+    return StudyCost([_cost(0.5)], [25], None, 4500.0, forecast=pred, pruner_wait=f"{n_startup} finished trials")
+
+
+def test_a_pruner_that_cannot_act_before_the_deadline_is_named() -> None:
+    hopeless = "\n".join(describe(_median_study(4), scale="laptop", hint_flags=[]))
+    assert "warning: the pruner cannot act before the deadline (it waits for 4 finished trials)" in hopeless
+    assert "3 configurations" in hopeless and "before --timeout 1h15m" in hopeless
+
+
+def test_the_measurement_says_how_sure_it_is() -> None:
+    firm = StudyCost([_cost(0.1, 4), _cost(0.3, 16)], [27], None, 3600.0)
+    text = "\n".join(describe(firm, scale="laptop", hint_flags=[]))
+    assert "5 timed windows" in text and "batch 4 and 16" in text and "±5%" in text
+    assert "1 epoch at batch 4 ≈" in text and "1 epoch at batch 16 ≈" in text and "busy machine" not in text
+    shaky = StudyCost([_cost(0.1, 4, spread=1.2)], [27], None, 3600.0)
+    assert "busy machine" in "\n".join(describe(shaky, scale="laptop", hint_flags=[]))
+
+
+def test_a_study_of_days_says_so_without_repeating_a_flag_the_user_gave() -> None:
+    slow = StudyCost([_cost(20.0)], [25, 50, 100], n_trials=30, timeout_s=None)
     hints = fit_hints(device_type="cpu", scale="full", epochs_searched=True)
     text = "\n".join(describe(slow, scale="full", hint_flags=hints))
     assert "(days)" in text and "--scale laptop" in text and "a GPU" in text and "you decide" in text
-    quick = StudyCost(_cost(0.05), [25], n_trials=4, timeout_s=None)
+    assert "--timeout SECONDS" in text
+    given = fit_hints(device_type="cpu", scale="full", epochs_searched=False,
+                      given=frozenset({"--timeout", "--scale", "--n-trials"}))  # fmt: skip
+    assert not any(h.startswith(("--timeout", "--scale", "--n-trials")) for h in given)
+    assert any(h.startswith("--max-epochs") for h in given)
+    quick = StudyCost([_cost(0.05)], [25], n_trials=4, timeout_s=None)
     assert "days" not in "\n".join(describe(quick, scale="laptop", hint_flags=hints))
-    assert "--max-epochs" in " ".join(fit_hints(device_type="cuda", scale="laptop", epochs_searched=False))

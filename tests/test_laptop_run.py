@@ -61,8 +61,10 @@ def test_every_trial_trains_at_the_studys_scale(laptop_run: dict) -> None:
 def test_the_cost_estimate_comes_before_the_first_trial(laptop_run: dict) -> None:
     out = " ".join(laptop_run["output"].split())
     assert "cost estimate on CPU" in out and "at scale 'laptop'" in out
-    assert "a trial: 3 epochs ≈" in out and "the study: 2 trials ≈" in out
-    assert out.index("cost estimate") < out.index("trial 0 epoch 1/3")
+    assert "a trial: 3 epochs ≈" in out and "2 configurations (2-2) in its 2 trials, ≈" in out
+    # It says that it is measuring before it does (no silent minute), and what it measured.
+    assert out.index("measuring what an epoch costs") < out.index("cost estimate") < out.index("trial 0 epoch 1/3")
+    assert "5 timed windows" in out
 
 
 def test_a_log_gets_one_line_per_epoch(laptop_run: dict) -> None:

@@ -22,7 +22,8 @@ import pytest
 from optuna.trial import TrialState
 
 from hpsearch.search.spec import CategoricalParam, IntParam, StudySpec, builtin_studies, load_study_spec
-from hpsearch.search.strategies import build_pruner
+from hpsearch.search.plan import default_plan, study_epochs
+from hpsearch.search.strategies import study_pruner
 from hpsearch.training.config import resolve_run_config
 
 HALVING = {"hyperband", "successive_halving"}  # pruners that compare the value reported at a rung
@@ -91,18 +92,19 @@ def dice_curve(
 def new_study(spec: StudySpec) -> optuna.Study:
     assert spec.direction == "maximize", "the scripted curves are Dice curves (higher is better)"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = build_pruner(spec.pruner.name, spec.pruner.kwargs)
+    pruner = study_pruner(spec)  # a resource study's rungs from its plan without a budget, as a worker's
     return optuna.create_study(study_name=spec.name, direction="maximize", pruner=pruner)
 
 
 def run_trial(study: optuna.Study, curve: list[float], *, running_best: bool = True) -> tuple[str, int]:
-    """Report ``curve`` epoch by epoch as the pruning callback does; ``(final state, last epoch)``."""
+    """Report ``curve`` epoch by epoch as the pruning callback does (never asking at the last epoch);
+    ``(final state, last epoch)``."""
     trial = study.ask()
     best = -math.inf
     for epoch, value in enumerate(curve, start=1):
         best = max(best, value)
         trial.report(best if running_best else value, epoch)
-        if trial.should_prune():
+        if epoch < len(curve) and trial.should_prune():
             study.tell(trial, state=TrialState.PRUNED)
             return "PRUNED", epoch
     study.tell(trial, best)  # the objective returns the best epoch's value
@@ -190,10 +192,9 @@ def test_reporting_the_current_value_would_prune_on_a_dip() -> None:
     halving = [s for s in map(load_study_spec, SHIPPED) if s.pruner.name in HALVING]
     assert halving, "no shipped study prunes by successive halving any more; give this test one of its own"
     spec = halving[0]
-    rf, min_resource = (
-        spec.pruner.kwargs.get("reduction_factor", 3),
-        spec.pruner.kwargs.get("min_resource", 1),
-    )
+    assert spec.resource is not None
+    plan = default_plan(spec.resource, study_epochs(spec))
+    rf, min_resource = plan.reduction_factor, plan.min_rung
     assert rf % 2 == 1 and min_resource % 2 == 1, "the rungs must be odd epochs to land on the dips"
     sched = schedules_of(spec)
     epochs, curve = leader_with_dips(sched)
@@ -204,3 +205,39 @@ def test_reporting_the_current_value_would_prune_on_a_dip() -> None:
         outcomes[running_best] = [run_trial(study, curve, running_best=running_best) for _ in range(REPEATS)]
     assert outcomes[True] == [("COMPLETE", epochs)] * REPEATS
     assert all(state == "PRUNED" for state, _ in outcomes[False]), outcomes[False]
+
+
+def test_a_trial_is_never_pruned_at_its_last_epoch() -> None:
+    """The callback does not consult the pruner at the last epoch: a trial that trained to its end is
+    COMPLETE (exportable, counted by the median), however it compares there."""
+    from hpsearch.search.objective import PruningCallback
+
+    class _Always:
+        def __init__(self) -> None:
+            self.asked: list[int] = []
+            self.reported: list[int] = []
+
+        def report(self, value: float, step: int) -> None:
+            self.reported.append(step)
+
+        def should_prune(self) -> bool:
+            self.asked.append(self.reported[-1])
+            return True
+
+    trial = _Always()
+    cb = PruningCallback(trial, "val_dice", epochs=1)  # type: ignore[arg-type]
+    cb(1, {"val_dice": 0.1, "epoch": 1})  # the last epoch: no question, no TrialPruned
+    assert trial.asked == [] and trial.reported == [1]
+    cb = PruningCallback(trial, "val_dice", epochs=3)  # type: ignore[arg-type]
+    with pytest.raises(optuna.TrialPruned):
+        cb(1, {"val_dice": 0.1, "epoch": 1})
+
+
+def test_the_median_pruner_needs_three_trials_at_the_step() -> None:
+    """One finished trial must not prune everything below it alone (Optuna's default n_min_trials=1)."""
+    spec = load_study_spec("loss")
+    spec.pruner.kwargs.update(n_startup_trials=0, n_warmup_steps=0)
+    study = new_study(spec)
+    outcomes = [run_trial(study, curve) for curve in ([0.8] * 5, [0.5] * 5, [0.4] * 5, [0.3] * 5)]
+    assert outcomes[:3] == [("COMPLETE", 5)] * 3  # one or two others at the step: no median yet
+    assert outcomes[3] == ("PRUNED", 1)  # three others: below their median, pruned

@@ -15,15 +15,42 @@ import optuna
 
 import hpsearch
 from hpsearch.errors import ConfigError
-from hpsearch.results.query import best_complete_trial, load_study, study_metric
+from hpsearch.results.query import best_exportable_trial, load_study, study_metric
 from hpsearch.search import keys
 from hpsearch.search.storage import mask_url
 from hpsearch.training.config import RunConfig, dump_config, parse_run_config
 
 
+def _length_note(best: optuna.trial.FrozenTrial, cfg: RunConfig, study: optuna.Study) -> dict[str, object]:
+    """For a resource study whose search ran shorter than its final length: retrain at the final length.
+
+    With a constant learning rate the best trial's run is the start of a longer one, so training it to the
+    study's final length continues that curve; the export says so (and what the search measured)."""
+    from hpsearch.search.plan import stored_plan
+
+    plan = stored_plan(study.user_attrs)
+    searched = cfg.train.epochs
+    out: dict[str, object] = {"searched_epochs": searched, "epochs_run": best.user_attrs.get(keys.EPOCHS_RUN)}
+    if best.user_attrs.get(keys.STOPPED_BY) == "budget":
+        out["stopped_by"] = "budget"
+        out["note"] = (
+            f"no trial finished before the time budget; trial {best.number} was stopped by it after "
+            f"{best.user_attrs.get(keys.EPOCHS_RUN)} of {searched} epochs (the furthest any got)"
+        )
+    if plan is not None and plan.final > searched:
+        cfg.train.epochs = plan.final
+        out["final_epochs"] = plan.final
+        out["length_note"] = (
+            f"the search trained at most {searched} epochs ({plan.describe()}); the study's final length is "
+            f"{plan.final} epochs, so this config trains {plan.final}"
+        )
+    return out
+
+
 def best_run_config(study: optuna.Study, storage_url: str) -> RunConfig:
-    """The best trial's stored config, validated, with ``provenance`` filled in."""
-    best = best_complete_trial(study)
+    """The best trial's stored config, validated, with ``provenance`` filled in; a resource study's export
+    trains at the study's final length (see ``_length_note``)."""
+    best = best_exportable_trial(study)
     source = f"trial {best.number} of study '{study.study_name}'"
     raw = best.user_attrs.get(keys.CONFIG)
     if not isinstance(raw, dict):
@@ -32,10 +59,11 @@ def best_run_config(study: optuna.Study, storage_url: str) -> RunConfig:
             "so there is nothing to export"
         )
     cfg = parse_run_config({**raw, "provenance": None}, source=source)
+    length = _length_note(best, cfg, study)
     cfg.provenance = {
         "study": study.study_name,
         "trial": best.number,
-        "value": best.value,
+        "value": best.value if best.value is not None else best.user_attrs.get(keys.BEST_VALUE),
         "metric": study_metric(study),
         "direction": study.direction.name.lower(),
         "params": dict(best.params),
@@ -44,6 +72,7 @@ def best_run_config(study: optuna.Study, storage_url: str) -> RunConfig:
         "hpsearch_version": study.user_attrs.get(keys.VERSION, hpsearch.__version__),
         "exported_by": hpsearch.__version__,
         "data_split_hash": study.user_attrs.get(keys.DATA_SPLIT_HASH),
+        **length,
     }
     return cfg
 
@@ -51,7 +80,8 @@ def best_run_config(study: optuna.Study, storage_url: str) -> RunConfig:
 def export_best(
     storage_url: str, study_name: str | None, out: Path, fmt: Literal["yaml", "json"] = "yaml"
 ) -> Path:
-    """Write the best COMPLETE trial's run config to ``out`` (a file, or a folder to put it in).
+    """Write the best trial's run config to ``out`` (a file, or a folder to put it in): the best COMPLETE
+    trial, or with none the furthest trial stopped by the time budget (``best_exportable_trial``).
 
     The file loads with ``load_config`` into the same ``RunConfig`` the trial trained with,
     plus an informational ``provenance`` section. Returns the path written.

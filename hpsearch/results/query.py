@@ -113,6 +113,28 @@ def best_complete_trial(study: optuna.Study) -> FrozenTrial:
     return study.best_trial
 
 
+def best_exportable_trial(study: optuna.Study) -> FrozenTrial:
+    """The best COMPLETE trial; with none, the trial stopped by the study's time budget that trained furthest
+    (then the best value), so that a study stopped by its budget always leaves something to export (its
+    ``stopped_by`` attribute says so). Else the ``ConfigError`` of ``best_complete_trial``."""
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return best_complete_trial(study)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    stopped = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if t.user_attrs.get(keys.STOPPED_BY) == "budget" and t.user_attrs.get(keys.BEST_VALUE) is not None
+    ]
+    if not stopped:
+        return best_complete_trial(study)  # raises, saying what the study holds
+
+    def rank(t: FrozenTrial) -> tuple[int, float]:
+        value = float(t.user_attrs[keys.BEST_VALUE])
+        return int(t.user_attrs.get(keys.EPOCHS_RUN) or 0), value if maximize else -value
+
+    return max(stopped, key=rank)
+
+
 def best_trial_summary(study: optuna.Study) -> dict[str, Any]:
     """Number, value, metric, params and recorded metrics of the best COMPLETE trial (JSON-safe)."""
     best = best_complete_trial(study)

@@ -217,6 +217,41 @@ def parameter_rows(study: optuna.Study, best: FrozenTrial | None) -> list[dict[s
     return rows
 
 
+def epochs_row(study: optuna.Study, best: FrozenTrial | None) -> dict[str, Any] | None:
+    """The training length of a resource study as a table row: the lengths tried (the rungs and the top),
+    and the best epoch of the best trial that ran to the top, flagged when it is the last one (the curve
+    was still rising, so the study's final length is worth training). None for other studies."""
+    from hpsearch.search.plan import stored_plan
+
+    plan = stored_plan(study.user_attrs)
+    if plan is None:
+        return None
+    tried = ", ".join(str(e) for e in [*plan.rungs(), plan.top])
+    row: dict[str, Any] = {
+        "name": "train.epochs",
+        "range": f"{tried} (successive-halving rungs; top {plan.top} from {plan.source}"
+        + (f"; final length {plan.final})" if plan.final > plan.top else ")"),
+        "optimal": "— (no trial reached the top)",
+        "value": None,
+        "range_from": "plan",
+        "final_epochs": plan.final,
+    }
+    if best is None:
+        return row
+    epoch = best.user_attrs.get(keys.BEST_EPOCH)
+    ran = best.user_attrs.get(keys.EPOCHS_RUN) or plan.top
+    if epoch is None:
+        return row
+    row["value"] = int(epoch)
+    still = int(epoch) >= int(ran)
+    text = f"{epoch} of {ran}" + (" (the last: still improving)" if still else "")
+    if plan.final > plan.top:
+        text += f"; the export trains {plan.final} (the study's final length)"
+    row["optimal"] = text
+    row["still_improving"] = still
+    return row
+
+
 def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | None]:
     """Importances from optuna's PED-ANOVA evaluator (deterministic), or ``(None, why not)``."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -295,7 +330,7 @@ def build_report(study: optuna.Study, storage_url: str) -> dict[str, Any]:
         "data_split_hash": study.user_attrs.get(keys.DATA_SPLIT_HASH),
         "budget_n_trials": study.user_attrs.get(keys.BUDGET_N_TRIALS),
         "counts": {**state_counts(study), "total": len(trials)},
-        "parameters": parameter_rows(study, best_trial),
+        "parameters": [*parameter_rows(study, best_trial), *filter(None, [epochs_row(study, best_trial)])],
         "best": best_trial_summary(study) if best_trial is not None else None,
         "time": time_by_state(trials),
         "cost_to_target": _cost_section(study, trials),

@@ -15,6 +15,9 @@ _WHERE = {
     "suggest": ".space",
     "build_sampler": ".strategies",
     "build_pruner": ".strategies",
+    "study_pruner": ".strategies",
+    "LengthPlan": ".plan",
+    "simulate_search": ".simulate",
     "Objective": ".objective",
     "PruningCallback": ".objective",
     "TrialContext": ".objective",
@@ -35,6 +38,7 @@ _WHERE = {
     "run_search": ".launch",
     "StudyCost": ".cost",
     "estimate_study": ".cost",
+    "prepare_search": ".cost",
     "trial_note": ".notes",
 }
 

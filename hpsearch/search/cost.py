@@ -1,31 +1,40 @@
-"""What a study will cost, said before its first trial: measured step times turned into trial and study time.
+"""What a study will do, said before its first trial: measured epoch costs, then a forecast of the search.
 
-The rate comes from ``hpsearch.training.estimate.measure_cost`` on a representative trial of the study (the
-middle of every searched range), so it reflects the model, image size, batch size and device actually used.
-Nothing is refused: on a machine where the study would take days, the text says so and how to make it fit.
+The rates come from ``hpsearch.training.estimate.measure_cost`` on the smallest and the largest batch size
+of the study's space (the middle of every other range), so they reflect the model, image size, batch sizes
+and device actually used. The forecast replays the search with the study's own pruner and length plan on
+synthetic learning curves (``hpsearch.search.simulate``): how many configurations it will evaluate before
+the deadline, how many reach the top length, and whether the pruner gets to act at all. Nothing is refused:
+on a machine where the study would take days, the text says so and how to make it fit.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from hpsearch.search.plan import LengthPlan
+from hpsearch.search.simulate import Prediction
 from hpsearch.search.space import suggest
 from hpsearch.search.spec import CategoricalParam, IntParam, Param, StudySpec
 from hpsearch.training.estimate import CostEstimate
 from hpsearch.training.progress import format_duration
 
 _DAY = 86400.0
+TRIAL_OVERHEAD_S = 3.0  # per trial outside fit: storage writes, gallery, curves (measured: 1-5 s on a CPU)
 
 
 class _MiddleTrial:
     """Answers ``suggest``'s questions with the middle of each range, so the walk over the space (and its
     conditional parameters) stays in ``space.suggest``."""
 
+    def __init__(self, pinned: dict[str, Any] | None = None) -> None:
+        self.pinned = pinned or {}
+
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
-        return choices[len(choices) // 2]
+        return self.pinned.get(name, choices[len(choices) // 2])
 
     def suggest_float(
         self, name: str, low: float, high: float, *, log: bool = False, step: Any = None
@@ -33,13 +42,26 @@ class _MiddleTrial:
         return math.sqrt(low * high) if log else (low + high) / 2
 
     def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
+        if name in self.pinned:
+            return int(self.pinned[name])
         mid = self.suggest_float(name, low, high, log=log)
         return low + round((mid - low) / step) * step
 
 
-def representative_params(space: dict[str, Param]) -> dict[str, Any]:
-    """A typical trial: the middle choice of each categorical, the (geometric) middle of each range."""
-    return suggest(_MiddleTrial(), space)  # type: ignore[arg-type]
+def representative_params(space: dict[str, Param], **pinned: Any) -> dict[str, Any]:
+    """A typical trial: the middle choice of each categorical, the (geometric) middle of each range;
+    ``pinned`` (dotted paths as keys via ``**{...}``) fixes some of them."""
+    return suggest(_MiddleTrial(pinned), space)  # type: ignore[arg-type]
+
+
+def batch_choices(spec: StudySpec) -> list[int]:
+    """The batch sizes the space can pick (empty when the batch size is not searched)."""
+    p = spec.space.get("train.batch_size")
+    if isinstance(p, CategoricalParam):
+        return sorted(int(c) for c in p.choices if c is not None)
+    if isinstance(p, IntParam):
+        return [p.low, p.high] if p.low != p.high else [p.low]
+    return []
 
 
 def epoch_choices(spec: StudySpec, fixed_epochs: int) -> list[int]:
@@ -52,53 +74,120 @@ def epoch_choices(spec: StudySpec, fixed_epochs: int) -> list[int]:
     return [fixed_epochs]
 
 
+def epoch_seconds(costs: list[CostEstimate], batch_sizes: list[int]) -> list[float]:
+    """Seconds an epoch takes at each batch size: measured at the ends, the step time linear in between."""
+    if len(costs) == 1 or not batch_sizes:
+        return [costs[0].s_per_epoch]
+    lo, hi = costs[0], costs[-1]
+    out = []
+    for bs in batch_sizes:
+        w = 0.0 if hi.batch_size == lo.batch_size else (bs - lo.batch_size) / (hi.batch_size - lo.batch_size)
+        step = lo.s_per_step + w * (hi.s_per_step - lo.s_per_step)
+        steps = max(1, lo.n_train // bs)
+        steps = min(steps, lo.max_steps) if lo.max_steps else steps
+        out.append(step * steps + lo.val_s + w * (hi.val_s - lo.val_s))
+    return out
+
+
 @dataclass(frozen=True)
 class StudyCost:
-    """Seconds a study's trials take at a measured rate."""
+    """Measured epoch costs, the trial lengths, the budget and the replayed search."""
 
-    cost: CostEstimate
+    costs: list[CostEstimate]  # the smallest and the largest batch of the space (one if not searched)
     epochs: list[int]
     n_trials: int | None
     timeout_s: float | None
     workers: int = 1
+    plan: LengthPlan | None = None
+    forecast: Prediction | None = None
+    pruner_wait: str | None = None  # what the pruner waits for before it acts ("4 finished trials")
+    batch_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def cost(self) -> CostEstimate:
+        """The slowest measured configuration."""
+        return max(self.costs, key=lambda c: c.s_per_epoch)
 
     @property
     def longest_trial_s(self) -> float:
         return self.cost.run_s(max(self.epochs))
 
     @property
-    def typical_trial_s(self) -> float:
-        return self.cost.run_s(int(statistics.median(self.epochs)))
-
-    @property
     def unpruned_study_s(self) -> float | None:
         """All budgeted trials run to the end, spread over the workers (pruning only shortens this)."""
         if self.n_trials is None:
             return None
-        mean_epochs = statistics.mean(self.epochs)
-        return self.n_trials * self.cost.run_s(math.ceil(mean_epochs)) / max(1, self.workers)
+        per_epoch = sum(epoch_seconds(self.costs, self.batch_sizes)) / len(
+            epoch_seconds(self.costs, self.batch_sizes)
+        )
+        mean_epochs = sum(self.epochs) / len(self.epochs)
+        return self.n_trials * per_epoch * math.ceil(mean_epochs) / max(1, self.workers)
 
     @property
     def expected_s(self) -> float | None:
-        """When the study stops: its time budget, or its unpruned trial budget if that comes first."""
+        """When the study stops: its time budget, or its forecast (else unpruned) trial budget."""
         options = [s for s in (self.timeout_s, self.unpruned_study_s) if s is not None]
+        if self.forecast is not None and self.forecast.elapsed_s is not None and self.timeout_s is None:
+            options.append(self.forecast.elapsed_s / max(1, self.workers))
         return min(options) if options else None
+
+
+def _measured_line(study: StudyCost, scale: str) -> list[str]:
+    c = study.costs
+    batches = " and ".join(str(x.batch_size) for x in c)
+    spread = max(x.spread for x in c)
+    lines = [
+        f"cost estimate on {c[0].device} at scale '{scale}' (measured: {c[0].windows} timed windows of real "
+        f"training steps at batch {batches}, {c[0].image_size}² images; the windows agree within "
+        f"±{50 * spread:.0f}%{', a busy machine: rerun later for a firmer figure' if spread > 0.5 else ''}):"
+    ]
+    for x in c:
+        lines.append(
+            f"  1 epoch at batch {x.batch_size} ≈ {format_duration(x.s_per_epoch)} ({x.n_train} training "
+            f"images at {x.train_img_per_s:.1f} img/s + {format_duration(x.val_s)} validating {x.n_val})"
+        )
+    return lines
+
+
+def _forecast_lines(study: StudyCost) -> list[str]:
+    f = study.forecast
+    if f is None:
+        return []
+    top = max(study.epochs)
+    until = (
+        f"before --timeout {format_duration(study.timeout_s)}"
+        if study.timeout_s is not None
+        else f"in its {study.n_trials} trials, ≈ {format_duration(f.elapsed_s / max(1, study.workers))}"
+    )
+    more = "at least " if f.capped else ""
+    lines = [
+        f"  the search (replayed 7 times on synthetic curves with this pruner and plan): {more}"
+        f"{f.configs:.0f} configurations ({f.configs_range[0]:.0f}-{f.configs_range[1]:.0f}) {until}, "
+        f"{f.top:.0f} ({f.top_range[0]:.0f}-{f.top_range[1]:.0f}) of them reaching {top} epochs; "
+        f"the pruner stops about {f.pruned:.0f}"
+    ]
+    if f.pruned < 1 and f.configs > 1:
+        wait = f" (it waits for {study.pruner_wait})" if study.pruner_wait else ""
+        lines.append(
+            f"  warning: the pruner cannot act before the deadline{wait}: every configuration trains its "
+            "full length, so this is a random pick of the few that fit"
+        )
+    return lines
 
 
 def describe(study: StudyCost, *, scale: str, hint_flags: list[str]) -> list[str]:
     """The lines printed before the first trial. ``hint_flags`` are the ways to make a slow study fit."""
-    c = study.cost
-    lines = [
-        f"cost estimate on {c.device} at scale '{scale}' (measured: a few real training steps and a "
-        f"validation slice, {c.image_size}² images, batch {c.batch_size}):",
-        f"  1 epoch ≈ {format_duration(c.s_per_epoch)} ({c.n_train} training images at "
-        f"{c.train_img_per_s:.1f} img/s + {format_duration(c.val_s)} validating {c.n_val})",
-    ]
-    lengths = sorted(set(study.epochs))
-    per_len = ", ".join(f"{e} epochs ≈ {format_duration(c.run_s(e))}" for e in lengths)
-    lines.append(f"  a trial: {per_len}")
+    lines = _measured_line(study, scale)
+    if study.plan is not None:
+        lines.append(f"  a trial: {study.plan.describe()}; ≈ {format_duration(study.longest_trial_s)} if it "
+                     "is never pruned")
+    else:
+        per_len = ", ".join(f"{e} epochs ≈ {format_duration(study.cost.run_s(e))}" for e in sorted(set(
+            study.epochs)))
+        lines.append(f"  a trial: {per_len}")
+    lines += _forecast_lines(study)
     full = study.unpruned_study_s
-    if full is not None:
+    if full is not None and study.forecast is None:
         lines.append(
             f"  the study: {study.n_trials} trials ≈ {format_duration(full)} if none is pruned"
             + (f" ({study.workers} workers)" if study.workers > 1 else "")
@@ -106,36 +195,38 @@ def describe(study: StudyCost, *, scale: str, hint_flags: list[str]) -> list[str
     if study.timeout_s is not None:
         lines.append(
             f"  --timeout {format_duration(study.timeout_s)}: the study stops then (a running trial is "
-            "stopped at the deadline and recorded as pruned)"
+            "stopped at the deadline, recorded as pruned and marked stopped by the budget)"
         )
     expected = study.expected_s
-    if expected is not None and expected > _DAY:
+    if expected is not None and expected > _DAY and hint_flags:
         lines.append(
             f"  this will take {format_duration(expected)} (days) on this machine. To make it fit: "
             + "; ".join(hint_flags)
             + ". Starting anyway: you decide."
         )
-    elif study.longest_trial_s > 6 * 3600:
+    elif study.longest_trial_s > 6 * 3600 and hint_flags:
         lines.append(f"  the longest trial alone takes {format_duration(study.longest_trial_s)}: "
                      + "; ".join(hint_flags))
     return lines
 
 
-def fit_hints(*, device_type: str, scale: str, epochs_searched: bool) -> list[str]:
-    """How to make a study fit this machine, most effective first."""
+def fit_hints(
+    *, device_type: str, scale: str, epochs_searched: bool, given: frozenset[str] = frozenset()
+) -> list[str]:
+    """How to make a study fit this machine, most effective first; never a flag the user already gave."""
     hints = []
-    if scale == "full":
+    if scale == "full" and "--scale" not in given:
         from hpsearch.training.scale import SCALES
 
         hints.append(f"--scale laptop ({SCALES.get('laptop').summary})")
     if device_type == "cpu":
         hints.append("a GPU (CUDA or Apple MPS)")
-    hints.append(
-        "--timeout SECONDS (stop after a wall-time budget)"
-        if epochs_searched
-        else "--max-epochs N (shorter trials)"
-    )
-    hints.append("--n-trials N (fewer trials)")
+    if "--timeout" not in given:
+        hints.append("--timeout SECONDS (a wall-time budget; a resource study sizes its top length to it)")
+    if not epochs_searched and "--max-epochs" not in given:
+        hints.append("--max-epochs N (shorter trials)")
+    if "--n-trials" not in given:
+        hints.append("--n-trials N (fewer trials)")
     return hints
 
 
@@ -152,10 +243,10 @@ def _remaining_trials(prepared: Any, opts: Any) -> int | None:
     return opts.n_trials
 
 
-def estimate_study(prepared: Any, opts: Any, *, workers: int = 1) -> StudyCost:
-    """Measure a representative trial of the opened study on its device and scale, before any trial runs."""
+def measure_study(prepared: Any, opts: Any, say: Callable[[str], None]) -> list[CostEstimate]:
+    """Time the smallest and the largest batch of the study's space on its device and scale."""
     from hpsearch.search.objective import TrialContext, build_trial_config
-    from hpsearch.training.estimate import measure_cost
+    from hpsearch.training.estimate import DEFAULT_MAX_S, measure_cost
     from hpsearch.training.runner import prepare_data
 
     spec = prepared.spec
@@ -165,26 +256,135 @@ def estimate_study(prepared: Any, opts: Any, *, workers: int = 1) -> StudyCost:
         out_root=prepared.out_root,
         overrides=dict(opts.overrides),
         device=opts.device,
-        max_epochs=opts.max_epochs,
         scale=prepared.scale,
     )
-    cfg = build_trial_config(ctx, representative_params(spec.space), 0)
-    data = prepare_data(cfg.data, prepared.data_dir, progress=False)
-    cost = measure_cost(cfg, data)
-    epochs = epoch_choices(spec, cfg.train.epochs)
-    if opts.max_epochs is not None:
-        epochs = [min(e, opts.max_epochs) for e in epochs]
+    batches = batch_choices(spec)
+    ends: list[int | None] = sorted({batches[0], batches[-1]}) if batches else [None]
+    which = f"batch {' and '.join(map(str, ends))}" if batches else "the study's batch size"
+    say(
+        f"measuring what an epoch costs on this machine ({which}; about "
+        f"{format_duration(DEFAULT_MAX_S * 1.3 * len(ends))}, a few real training steps at a time) ..."
+    )
+    costs = []
+    for bs in ends:
+        params = representative_params(spec.space, **({} if bs is None else {"train.batch_size": bs}))
+        cfg = build_trial_config(ctx, params, 0)  # measure_cost sets its own (short) length
+        data = prepare_data(cfg.data, prepared.data_dir, progress=False)
+        costs.append(measure_cost(cfg, data))
+    return costs
+
+
+def _pruner_wait(spec: StudySpec) -> str | None:
+    """What the study's pruner waits for before it can stop anything."""
+    kw = spec.pruner.kwargs
+    if spec.pruner.name == "median":
+        return f"{kw.get('n_startup_trials', 5)} finished trials and {kw.get('n_warmup_steps', 0)} epochs"
+    return None
+
+
+def decide_plan(
+    prepared: Any, opts: Any, costs: list[CostEstimate] | None, *, workers: int = 1
+) -> LengthPlan | None:
+    """The stored plan of a resource study, or a new one (from --max-epochs, --timeout or the study) that is
+    stored with it now; None for a study without a ``resource`` section."""
+    from hpsearch.search import keys
+    from hpsearch.search.plan import budget_plan, default_plan, stored_plan, study_epochs
+
+    spec = prepared.spec
+    if spec.resource is None:
+        return None
+    plan = stored_plan(prepared.study_attrs())
+    if plan is not None:
+        return plan
+    epochs = study_epochs(spec, opts.overrides)
+    if opts.timeout is not None and opts.max_epochs is None and costs:
+        s_epochs = epoch_seconds(costs, batch_choices(spec))
+        parallel = workers if costs[0].device.lower().startswith("cuda") else 1
+        plan = budget_plan(
+            spec.resource,
+            pruner_name=spec.pruner.name,
+            pruner_kwargs=spec.pruner.kwargs,
+            study_epochs=epochs,
+            budget_s=opts.timeout * parallel,
+            s_per_epoch=s_epochs,
+            trial_overhead_s=TRIAL_OVERHEAD_S,
+        )
+    else:
+        plan = default_plan(spec.resource, epochs, opts.max_epochs)
+    sid = prepared.storage.get_study_id_from_name(prepared.study_name)
+    prepared.storage.set_study_user_attr(sid, keys.LENGTH_PLAN, plan.to_json())
+    return plan
+
+
+def estimate_study(
+    prepared: Any, opts: Any, costs: list[CostEstimate], plan: LengthPlan | None, *, workers: int = 1
+) -> StudyCost:
+    """The forecast of the opened study at the measured costs, before any trial runs."""
+    from hpsearch.search.simulate import predict
+    from hpsearch.search.strategies import study_pruner
+
+    spec = prepared.spec
+    if plan is not None:
+        epochs = [plan.top]
+    else:
+        epochs = epoch_choices(spec, prepared.base.train.epochs if prepared.base else 25)
+        if opts.max_epochs is not None:
+            epochs = [min(e, opts.max_epochs) for e in epochs]
     # Worker processes on one CPU share its cores (each gets cores / N threads): no speed-up to count on.
-    parallel = workers if cost.device.lower().startswith("cuda") else 1
-    return StudyCost(cost, epochs, _remaining_trials(prepared, opts), opts.timeout, parallel)
+    parallel = workers if costs[0].device.lower().startswith("cuda") else 1
+    remaining = _remaining_trials(prepared, opts)
+    forecast = None
+    if opts.timeout is not None or remaining:
+        forecast = predict(
+            pruner_factory=lambda: study_pruner(spec, plan),
+            s_per_epoch=epoch_seconds(costs, batch_choices(spec)),
+            epochs=epochs if len(epochs) > 1 else epochs[0],
+            budget_s=(opts.timeout or math.inf) * parallel,
+            trial_overhead_s=TRIAL_OVERHEAD_S,
+            max_trials=remaining or 300,
+        )
+        if remaining and forecast.configs >= remaining:
+            forecast = Prediction(**{**forecast.__dict__, "capped": False})
+    return StudyCost(
+        costs, epochs, remaining, opts.timeout, parallel, plan, forecast, _pruner_wait(spec),
+        batch_choices(spec),
+    )  # fmt: skip
 
 
-def estimate_lines(prepared: Any, opts: Any, *, workers: int = 1) -> list[str]:
-    """``estimate_study`` as the lines ``hpsearch run`` prints before the first trial."""
-    study = estimate_study(prepared, opts, workers=workers)
+def given_flags(opts: Any) -> frozenset[str]:
+    """The budget and size flags the user gave (a hint never repeats one)."""
+    named = {"--timeout": opts.timeout, "--max-epochs": opts.max_epochs, "--n-trials": opts.n_trials,
+             "--scale": opts.scale}  # fmt: skip
+    return frozenset(flag for flag, value in named.items() if value is not None)
+
+
+def prepare_search(
+    prepared: Any, opts: Any, *, workers: int = 1, estimate: bool = True, say: Callable[[str], None] = print
+) -> StudyCost | None:
+    """Before the first trial: measure (when an estimate is asked for, or a --timeout must size the top
+    length), decide and store the length plan, and say what the search will do."""
+    from hpsearch.search.plan import stored_plan
+
+    spec = prepared.spec
+    sizing = (
+        spec.resource is not None
+        and opts.timeout is not None
+        and opts.max_epochs is None
+        and stored_plan(prepared.study_attrs()) is None
+    )
+    costs = measure_study(prepared, opts, say) if (estimate or sizing) else None
+    plan = decide_plan(prepared, opts, costs, workers=workers)
+    if not estimate or costs is None:
+        if plan is not None:
+            say(f"length plan: {plan.describe()}")
+        return None
+    study = estimate_study(prepared, opts, costs, plan, workers=workers)
     hints = fit_hints(
         device_type=study.cost.device.split()[0].lower(),
         scale=prepared.scale,
-        epochs_searched="train.epochs" in prepared.spec.space,
+        epochs_searched="train.epochs" in spec.space,
+        given=given_flags(opts),
     )
-    return describe(study, scale=prepared.scale, hint_flags=hints)
+    for line in describe(study, scale=prepared.scale, hint_flags=hints):
+        say(line)
+    return study

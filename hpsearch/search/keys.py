@@ -13,6 +13,7 @@ DATA_SPLIT_HASH = "data_split_hash"  # hash of the train/val/test stems: resume 
 BUDGET_N_TRIALS = "budget_n_trials"  # the study's total trial budget (tickets issued so far)
 VERSION = "hpsearch_version"  # package version that created the study
 SCALE = "hpsearch_scale"  # the named scale every trial trains at (hpsearch.training.scale); fixed per study
+LENGTH_PLAN = "hpsearch_length_plan"  # top length, rungs and final length of a resource study (search.plan)
 
 # ---- trial user attributes
 TICKET = "hpsearch_ticket"  # this trial was enqueued as one unit of the budget
@@ -38,6 +39,7 @@ ARTIFACTS = "artifacts"  # {"gallery": artifact id, "curves": artifact id}
 FAIL_REASON = "fail_reason"
 FAIL_DETAIL = "fail_detail"
 PRUNE_REASON = "prune_reason"
+STOPPED_BY = "stopped_by"  # "budget": stopped by --timeout, not by the pruner (still exportable)
 NOTE_ERROR = "note_error"  # why the dashboard note could not be written (the trial itself is fine)
 MONITOR = "monitor"  # the metric that picked the best epoch (the study's metric)
 BEST_VALUE = "best_value"  # the study metric at the best epoch: the trial's value

@@ -165,8 +165,9 @@ def run_search(
 ) -> SearchOutcome:
     """Create or resume the study and run its trials here (``workers=1``) or in ``workers`` processes.
 
-    ``on_open`` hears about the study once it is open, before any trial. With ``estimate``, a few real
-    training steps are timed first and ``say`` gets the cost estimate (per epoch, per trial, the study).
+    ``on_open`` hears about the study once it is open, before any trial. With ``estimate``, real training
+    steps are timed first and ``say`` gets the forecast of the search (``cost.prepare_search``), which also
+    decides a resource study's length plan.
     Ctrl-C stops the trials cleanly
     (see ``run_trials``) and the outcome then carries the command that resumes the study.
     """
@@ -176,11 +177,10 @@ def run_search(
     outcome = SearchOutcome(prepared)
     if opts.n_trials == 0:
         return outcome
-    if estimate:
-        from hpsearch.search.cost import estimate_lines
+    from hpsearch.search.cost import prepare_search
 
-        for line in estimate_lines(prepared, opts, workers=workers):
-            (say or print)(line)
+    # The length plan of a resource study is decided (and stored) here, before any worker starts.
+    prepare_search(prepared, opts, workers=workers, estimate=estimate, say=say or print)
     with live_board(f"study {prepared.study_name}", enabled=live, metric=prepared.spec.metric) as board:
         if workers == 1:
             summary, _ = run_worker(opts, worker_index=0, on_event=board.on_event, prepared=prepared)

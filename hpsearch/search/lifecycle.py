@@ -32,7 +32,7 @@ from hpsearch.search import keys
 from hpsearch.search.options import SearchOptions
 from hpsearch.search.spec import StudySpec, builtin_studies, load_study_spec, parse_study
 from hpsearch.search.storage import make_storage, mask_url, study_exists
-from hpsearch.search.strategies import build_pruner, build_sampler
+from hpsearch.search.strategies import build_sampler, study_pruner
 from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.scale import FULL
 
@@ -239,7 +239,7 @@ def create_or_load_study(
     ``DuplicatedStudyError`` instead (a worker joins it; only its creator issues the tickets).
     """
     name = study_name or spec.name
-    pruner = build_pruner(spec.pruner.name, spec.pruner.kwargs)
+    pruner = study_pruner(spec)  # this handle prunes nothing: workers build theirs with the stored plan
     sampler = build_sampler(spec.sampler.name, spec.sampler.seed, spec.sampler.kwargs)
     created = not study_exists(storage, name)
     if create_only and not created:

@@ -45,7 +45,8 @@ class PruningCallback:
 
     What is reported is the *running best* of the metric so far, not the epoch's own value: the objective
     returns the best epoch's value, so the pruner compares like with like, and a trial whose last epoch
-    dipped is judged by the best it reached.
+    dipped is judged by the best it reached. The pruner is never consulted at the trial's last epoch
+    (``epochs``): a trial that trained to its end is finished, not pruned, and counts for the export.
     """
 
     def __init__(
@@ -55,9 +56,11 @@ class PruningCallback:
         *,
         direction: str = "maximize",
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        epochs: int | None = None,
     ) -> None:
         self.trial = trial
         self.metric = metric
+        self.epochs = epochs
         self.history: list[dict[str, float]] = []
         self.best: float | None = None
         self._better = max if direction == "maximize" else min
@@ -70,7 +73,7 @@ class PruningCallback:
         self.trial.report(self.best, epoch)
         if self.on_epoch is not None:
             self.on_epoch(epoch, metrics)
-        if self.trial.should_prune():
+        if (self.epochs is None or epoch < self.epochs) and self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned at epoch {epoch} with best {self.metric}={self.best:.4f} so far"
             )
@@ -95,6 +98,7 @@ def record_partial(
         pick = max if direction == "maximize" else min
         best = pick(history, key=lambda h: h[metric])
         trial.set_user_attr(keys.BEST_VAL_DICE, best["val_dice"])
+        trial.set_user_attr(keys.BEST_VALUE, float(best[metric]))
         if "val_iou" in best:
             trial.set_user_attr(keys.BEST_VAL_IOU, best["val_iou"])
         trial.set_user_attr(keys.BEST_EPOCH, int(best["epoch"]))
@@ -238,10 +242,14 @@ class Objective:
             )
             if ctx.deadline is not None and epoch < cfg.train.epochs and time.monotonic() >= ctx.deadline:
                 # The study's wall-time budget is spent: stop here, so the study ends near the time asked
-                # for instead of one whole (possibly long) trial later. Its epochs so far are recorded.
+                # for instead of one whole (possibly long) trial later. Its epochs so far are recorded, and
+                # it is marked so: with no finished trial, the export takes the furthest of these.
+                trial.set_user_attr(keys.STOPPED_BY, "budget")
                 raise optuna.TrialPruned(f"stopped after epoch {epoch}: the study's time budget ran out")
 
-        cb = PruningCallback(trial, spec.metric, direction=spec.direction, on_epoch=on_epoch)
+        cb = PruningCallback(
+            trial, spec.metric, direction=spec.direction, on_epoch=on_epoch, epochs=cfg.train.epochs
+        )
         return _Running(trial, cfg, cb, ctx.out_root / f"trial_{trial.number:04d}", started)
 
     def _stopped(self, run: _Running, *, key: str, reason: str, state: str) -> None:

@@ -109,6 +109,37 @@ class PrunerSpec(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class ResourceSpec(_Strict):
+    """The training length as the pruner's resource (successive halving over epochs).
+
+    Only for a study whose schedule does not depend on the length (a constant learning rate), where a short
+    run is the start of a long one. Every trial is set to train to the *top length*; the pruner stops most of
+    them at geometric rungs ``min_rung * reduction_factor**k`` below it. The top length is the study's
+    ``train.epochs`` unless a time budget (``--timeout``) or ``--max-epochs`` makes it shorter
+    (``hpsearch.search.plan``).
+    """
+
+    min_epochs: int = Field(default=2, ge=1, description="the first rung is never shorter than this")
+    reduction_factor: int = Field(default=3, ge=2, description="rungs grow, and survivors shrink, by this")
+    min_top_trials: int = Field(
+        default=4, ge=1, description="a budget-sized top length lets at least this many trials reach it"
+    )
+    min_configs: int = Field(
+        default=20, ge=1, description="a budget-sized top length lets at least this many configurations run"
+    )
+    final_epochs: int | None = Field(
+        default=None,
+        ge=1,
+        description="the length worth training the export for (default: the study's train.epochs); an "
+        "export of a search that ran shorter carries this length",
+    )
+
+
+# Pruner options a ``resource`` section sets from the study's plan (they depend on the budget).
+PLANNED_PRUNER_KWARGS = ("min_resource", "max_resource", "reduction_factor")
+RESOURCE_PRUNERS = ("successive_halving", "hyperband")
+
+
 class BudgetSpec(_Strict):
     n_trials: int | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
@@ -126,15 +157,18 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    resource: ResourceSpec | None = Field(
+        default=None, description="the training length is the pruner's resource (see ResourceSpec)"
+    )
     seed: int = 0
     enqueue: list[dict[str, _Scalar]] = Field(default_factory=list)
     synthetic: bool = Field(default=False, description="runs on `hpsearch data synth` data when no --data")
 
     def fingerprint(self) -> str:
         """Hash of what defines the objective: space, fixed settings, metric, sampler and pruner."""
-        core = self.model_dump(
-            mode="json", include={"space", "fixed", "metric", "direction", "sampler", "pruner"}
-        )
+        fields = {"space", "fixed", "metric", "direction", "sampler", "pruner"}
+        # ``resource`` joins the hash only where set, so a study stored before it existed still resumes.
+        core = self.model_dump(mode="json", include=fields | ({"resource"} if self.resource else set()))
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 
@@ -163,11 +197,35 @@ def _check_space_values(spec: StudySpec, source: str) -> None:
             check_registry_names(cfg, source=f"{source}: space.{path}")
 
 
+def _check_resource(spec: StudySpec, source: str) -> None:
+    """A ``resource`` section owns the training length and the pruner's rungs; nothing else may set them."""
+    if spec.resource is None:
+        return
+    where = f"{source}: field 'resource'"
+    if "train.epochs" in spec.space or "train.warmup_epochs" in spec.space:
+        raise ConfigError(
+            f"{where}: the training length is the pruner's resource here, so it cannot also be searched; "
+            "remove train.epochs / train.warmup_epochs from `space`"
+        )
+    if spec.pruner.name not in RESOURCE_PRUNERS:
+        raise ConfigError(
+            f"{where}: needs a pruner that stops trials at rungs ({', '.join(RESOURCE_PRUNERS)}), got "
+            f"'{spec.pruner.name}'"
+        )
+    planned = sorted(set(spec.pruner.kwargs) & set(PLANNED_PRUNER_KWARGS))
+    if planned:
+        raise ConfigError(
+            f"{source}: field 'pruner.kwargs': {planned} are set from the study's plan (resource section and "
+            "budget); remove them, or set resource.min_epochs / resource.reduction_factor"
+        )
+
+
 def _validate_semantics(spec: StudySpec, source: str) -> None:
     """The direction fits the metric, every path lands in the run config, and names are registered."""
     from hpsearch.training.validate import check_registry_names
 
     _check_direction(spec, source)
+    _check_resource(spec, source)
     _check_space_values(spec, source)
     names = list(spec.space)
     for i, (path, param) in enumerate(spec.space.items()):
@@ -187,11 +245,11 @@ def _validate_semantics(spec: StudySpec, source: str) -> None:
         if unknown:
             raise ConfigError(f"{source}: field 'enqueue.{i}': {unknown} are not in the search space")
     check_registry_names(parse_run_config(spec.fixed, source=source), source=f"{source}: fixed")
-    from hpsearch.search.strategies import build_pruner, build_sampler
+    from hpsearch.search.strategies import build_sampler, study_pruner
 
     for field, build in (
         ("sampler", lambda: build_sampler(spec.sampler.name, spec.sampler.seed, spec.sampler.kwargs)),
-        ("pruner", lambda: build_pruner(spec.pruner.name, spec.pruner.kwargs)),
+        ("pruner", lambda: study_pruner(spec)),
     ):
         try:
             build()

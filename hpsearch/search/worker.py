@@ -22,9 +22,10 @@ from hpsearch.search import keys
 from hpsearch.search.lifecycle import PreparedStudy, open_study
 from hpsearch.search.objective import Event, Objective, TrialContext
 from hpsearch.search.options import SearchOptions
+from hpsearch.search.plan import LengthPlan, default_plan, stored_plan, study_epochs
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.storage import STORAGE_ERRORS, artifact_store, heartbeat_ages
-from hpsearch.search.strategies import build_pruner, build_sampler
+from hpsearch.search.strategies import build_sampler, study_pruner
 
 INTERRUPTED = "interrupted (Ctrl-C)"
 _STARTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -74,6 +75,7 @@ def worker_study(
     *,
     seed_offset: int,
     budgeted: bool,
+    plan: LengthPlan | None = None,
 ) -> WorkerStudy:
     """A study handle for one worker with its own sampler seed stream, so workers don't repeat each other.
 
@@ -85,7 +87,7 @@ def worker_study(
     started = len(storage.get_all_trials(study_id, deepcopy=False, states=_STARTED))
     seed = (spec.sampler.seed + 7919 * seed_offset + 104729 * started) % 2**32  # numpy takes < 2**32
     sampler = build_sampler(spec.sampler.name, seed, spec.sampler.kwargs)
-    pruner = build_pruner(spec.pruner.name, spec.pruner.kwargs)
+    pruner = study_pruner(spec, plan)
     study = WorkerStudy(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     study.budgeted = budgeted
     return study
@@ -254,6 +256,20 @@ def _abandon(study: WorkerStudy, reason: str = INTERRUPTED) -> None:
         )
 
 
+def study_plan(prepared: PreparedStudy, attrs: dict, opts: SearchOptions) -> LengthPlan | None:
+    """The length plan stored with a resource study; a study that has none yet (made by ``create``, joined
+    by workers) gets the plan without a time budget, stored so that every worker uses the same rungs."""
+    spec = prepared.spec
+    if spec.resource is None:
+        return None
+    plan = stored_plan(attrs)
+    if plan is None:
+        plan = default_plan(spec.resource, study_epochs(spec, opts.overrides), opts.max_epochs)
+        sid = prepared.storage.get_study_id_from_name(prepared.study_name)
+        prepared.storage.set_study_user_attr(sid, keys.LENGTH_PLAN, plan.to_json())
+    return plan
+
+
 def run_worker(
     opts: SearchOptions,
     *,
@@ -266,17 +282,26 @@ def run_worker(
     is spent. ``worker_index`` picks the sampler's seed stream and names the worker in the trial records."""
     if prepared is None:
         prepared = open_study(opts, joining=True)
-    budgeted = keys.BUDGET_N_TRIALS in prepared.study_attrs()
+    attrs = prepared.study_attrs()
+    budgeted = keys.BUDGET_N_TRIALS in attrs
+    plan = study_plan(prepared, attrs, opts)
     study = worker_study(
-        prepared.study_name, prepared.storage, prepared.spec, seed_offset=worker_index, budgeted=budgeted
+        prepared.study_name,
+        prepared.storage,
+        prepared.spec,
+        seed_offset=worker_index,
+        budgeted=budgeted,
+        plan=plan,
     )
+    # A resource study's trials train to the plan's top length (the pruner stops most of them earlier).
+    caps = [c for c in (opts.max_epochs, plan.top if plan else None) if c is not None]
     ctx = TrialContext(
         spec=prepared.spec,
         data_dir=prepared.data_dir,
         out_root=prepared.out_root,
         overrides=dict(opts.overrides),
         device=opts.device,
-        max_epochs=opts.max_epochs,
+        max_epochs=min(caps) if caps else None,
         artifact_store=artifact_store(prepared.storage_url, opts.artifacts),
         worker=str(worker_index),
         on_event=on_event,

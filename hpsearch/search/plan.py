@@ -1,0 +1,161 @@
+"""A study's length plan: how long its trials may train and where the pruner looks (successive halving).
+
+For a study with a ``resource`` section (``StudySpec.resource``) the training length is the pruner's
+resource: every trial is set to train to the *top length*, and successive halving stops most of them at the
+rungs ``min_rung * reduction_factor**k`` below it. The top length follows the budget:
+
+- ``--max-epochs N``: the top is N (capped at the study's ``train.epochs``);
+- ``--timeout S``: the top is the longest rung ladder that still lets ``min_top_trials`` trials reach it, and
+  ``min_configs`` configurations be evaluated, in S seconds at the measured epoch cost, found by replaying the search on synthetic curves with the study's
+  own pruner (``hpsearch.search.simulate``);
+- neither: the study's ``train.epochs`` (100 for ``lr_batch``, the report's longest).
+
+The plan is decided once, when the study first runs, and stored with the study (``keys.LENGTH_PLAN``), so
+every worker, every resume and the report use the same rungs: trials on different rungs would not compare.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hpsearch.search import keys
+from hpsearch.search.spec import ResourceSpec, StudySpec
+
+SOURCE_STUDY = "study"
+SOURCE_MAX_EPOCHS = "--max-epochs"
+SOURCE_TIMEOUT = "--timeout"
+
+
+@dataclass(frozen=True)
+class LengthPlan:
+    """The top length, the first rung and the growth factor of a study's successive halving."""
+
+    top: int  # epochs every trial is set to train (the last one is never pruned)
+    min_rung: int  # the first epoch at which the pruner compares trials
+    reduction_factor: int
+    final: int  # the length worth training the export for (>= top)
+    source: str  # what decided the top: the study, --max-epochs or --timeout
+
+    def rungs(self) -> list[int]:
+        """The epochs below the top at which the pruner compares trials."""
+        out, r = [], self.min_rung
+        while r < self.top:
+            out.append(r)
+            r *= self.reduction_factor
+        return out
+
+    def pruner_kwargs(self, pruner: str) -> dict[str, Any]:
+        """The options of ``pruner`` that the plan decides."""
+        kwargs: dict[str, Any] = {"min_resource": self.min_rung, "reduction_factor": self.reduction_factor}
+        if pruner == "hyperband":
+            kwargs["max_resource"] = self.top
+        return kwargs
+
+    def describe(self) -> str:
+        """'top 27 epochs (sized to --timeout), rungs at 3, 9'."""
+        rungs = ", ".join(map(str, self.rungs())) or "none (the top is the first rung)"
+        return f"top {self.top} epochs (from {self.source}), pruner rungs at epochs {rungs}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def ladder(top: int, resource: ResourceSpec) -> LengthPlan:
+    """The plan for a given top length: as many rungs as fit below it with the first >= ``min_epochs``.
+
+    The first rung is ``ceil(top / eta**K)`` for the largest such K, so ``min_rung * eta**K >= top``: the
+    rungs are the K epochs ``min_rung * eta**k`` (k < K) below the top, none of them just short of it.
+    """
+    eta, rung = resource.reduction_factor, top
+    for k in range(1, 16):
+        r = math.ceil(top / eta**k)
+        if r < resource.min_epochs or r >= top:
+            break
+        rung = r
+    return LengthPlan(
+        top=top,
+        min_rung=rung,
+        reduction_factor=eta,
+        final=max(top, resource.final_epochs or top),
+        source=SOURCE_STUDY,
+    )
+
+
+def _with(plan: LengthPlan, *, source: str, final: int) -> LengthPlan:
+    return LengthPlan(plan.top, plan.min_rung, plan.reduction_factor, max(plan.top, final), source)
+
+
+def stored_plan(attrs: dict[str, Any]) -> LengthPlan | None:
+    """The plan stored with a study (None: not decided yet, or not a resource study)."""
+    raw = attrs.get(keys.LENGTH_PLAN)
+    if not raw:
+        return None
+    return LengthPlan(**json.loads(raw))
+
+
+def study_epochs(spec: StudySpec, overrides: dict[str, Any] | None = None) -> int:
+    """The study's own training length (``fixed`` and ``--set``, before any cap): its top without a budget."""
+    from hpsearch.training.config import resolve_run_config
+
+    return resolve_run_config(spec.fixed, overrides=overrides, source="--set").train.epochs
+
+
+def default_plan(resource: ResourceSpec, study_epochs: int, max_epochs: int | None = None) -> LengthPlan:
+    """The plan without a time budget: the study's length, or ``--max-epochs`` when shorter."""
+    final = resource.final_epochs or study_epochs
+    if max_epochs is not None and max_epochs < study_epochs:
+        return _with(ladder(max_epochs, resource), source=SOURCE_MAX_EPOCHS, final=final)
+    return _with(ladder(study_epochs, resource), source=SOURCE_STUDY, final=final)
+
+
+def candidate_tops(resource: ResourceSpec, cap: int) -> list[int]:
+    """Top lengths that are a whole rung ladder (``r * eta**k`` with min_epochs <= r < eta * min_epochs),
+    ascending, up to ``cap`` (which is always a candidate)."""
+    eta, m, tops = resource.reduction_factor, resource.min_epochs, {cap}
+    for k in range(1, 16):
+        tops.update(r * eta**k for r in range(m, eta * m) if r * eta**k <= cap)
+    return sorted(tops)
+
+
+def budget_plan(
+    resource: ResourceSpec,
+    *,
+    pruner_name: str,
+    pruner_kwargs: dict[str, Any],
+    study_epochs: int,
+    budget_s: float,
+    s_per_epoch: Sequence[float],
+    trial_overhead_s: float = 0.0,
+) -> LengthPlan:
+    """The longest top length (up to the study's) at which ``min_top_trials`` trials reach the top and
+    ``min_configs`` configurations are evaluated within ``budget_s`` in nearly every replay of the search with the study's pruner on synthetic curves (the
+    shortest candidate when none does)."""
+    from hpsearch.search.simulate import predict
+    from hpsearch.search.strategies import build_pruner
+
+    final = resource.final_epochs or study_epochs
+    tops = candidate_tops(resource, study_epochs)
+    chosen = ladder(tops[0], resource)
+    for top in tops:
+        plan = ladder(top, resource)
+        pred = predict(
+            pruner_factory=lambda p=plan: build_pruner(
+                pruner_name, {**pruner_kwargs, **p.pruner_kwargs(pruner_name)}
+            ),
+            s_per_epoch=s_per_epoch,
+            epochs=top,
+            budget_s=budget_s,
+            trial_overhead_s=trial_overhead_s,
+            repeats=7,
+            max_trials=400,
+            enough=(resource.min_top_trials, resource.min_configs),
+        )
+        # Robustly: in (nearly) every replay, not just the median one. Not monotone in the top (a longer
+        # top can gain a rung and prune more), so every candidate is tried and the longest passing one wins.
+        if pred.top_range[0] >= resource.min_top_trials and pred.configs_range[0] >= resource.min_configs:
+            chosen = plan
+    return _with(chosen, source=SOURCE_TIMEOUT, final=final)
