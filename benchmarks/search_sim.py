@@ -12,8 +12,9 @@ running at the deadline, and picks what ``hpsearch export`` would pick. Designs:
 
 old     the previous ``lr_batch``: TPE (8 start-up trials), ``train.epochs`` sampled from 25/50/100, median
         pruner (4 start-up trials, 5 warm-up epochs, Optuna's one trial at the step).
-new     the current ``lr_batch`` (its study file's sampler, TPE with 5 start-up trials), successive halving over epochs with the top length
-        and rungs sized to the budget by ``hpsearch.search.plan.budget_plan`` (as ``--timeout`` does).
+new     the current ``lr_batch`` (its study file's sampler: TPE, 5 start-up trials), successive halving
+        over epochs with the top length and rungs sized to the budget by
+        ``hpsearch.search.plan.budget_plan`` (as ``--timeout`` does).
 random  random configurations at the new design's top length, no pruner.
 grid    the report's grid, lr {1e-4, 1e-3, 1e-2} x batch {4, 8, 16} x {adam, sgd} x epochs {25, 50, 100}, in a
         random order, no pruner.

@@ -69,8 +69,9 @@ def test_the_forecast_counts_what_successive_halving_lets_through() -> None:
 def _median_study(n_startup: int) -> StudyCost:
     spec = load_study_spec("loss")
     spec.pruner.kwargs["n_startup_trials"] = n_startup
-    pred = predict(pruner_factory=lambda: study_pruner(spec), s_per_epoch=[60.0], epochs=25, budget_s=3 * 1500)
-    return StudyCost([_cost(0.5)], [25], None, 4500.0, forecast=pred, pruner_wait=f"{n_startup} finished trials")
+    pred = predict(pruner_factory=lambda: study_pruner(spec), s_per_epoch=[60.0], epochs=25, budget_s=4500)
+    wait = f"{n_startup} finished trials"
+    return StudyCost([_cost(0.5)], [25], None, 4500.0, forecast=pred, pruner_wait=wait)
 
 
 def test_a_pruner_that_cannot_act_before_the_deadline_is_named() -> None:

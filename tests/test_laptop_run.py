@@ -63,7 +63,8 @@ def test_the_cost_estimate_comes_before_the_first_trial(laptop_run: dict) -> Non
     assert "cost estimate on CPU" in out and "at scale 'laptop'" in out
     assert "a trial: 3 epochs ≈" in out and "2 configurations (2-2) in its 2 trials, ≈" in out
     # It says that it is measuring before it does (no silent minute), and what it measured.
-    assert out.index("measuring what an epoch costs") < out.index("cost estimate") < out.index("trial 0 epoch 1/3")
+    first_epoch = out.index("trial 0 epoch 1/3")
+    assert out.index("measuring what an epoch costs") < out.index("cost estimate") < first_epoch
     assert "5 timed windows" in out
 
 

@@ -21,8 +21,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpsearch.search.spec import CategoricalParam, IntParam, StudySpec, builtin_studies, load_study_spec
 from hpsearch.search.plan import default_plan, study_epochs
+from hpsearch.search.spec import CategoricalParam, IntParam, StudySpec, builtin_studies, load_study_spec
 from hpsearch.search.strategies import study_pruner
 from hpsearch.training.config import resolve_run_config
 

@@ -5,9 +5,9 @@ resource: every trial is set to train to the *top length*, and successive halvin
 rungs ``min_rung * reduction_factor**k`` below it. The top length follows the budget:
 
 - ``--max-epochs N``: the top is N (capped at the study's ``train.epochs``);
-- ``--timeout S``: the top is the longest rung ladder that still lets ``min_top_trials`` trials reach it, and
-  ``min_configs`` configurations be evaluated, in S seconds at the measured epoch cost, found by replaying the search on synthetic curves with the study's
-  own pruner (``hpsearch.search.simulate``);
+- ``--timeout S``: the top is the longest rung ladder that still lets ``min_top_trials`` trials reach it,
+  and ``min_configs`` configurations be evaluated, in S seconds at the measured epoch cost, found by
+  replaying the search on synthetic curves with the study's own pruner (``hpsearch.search.simulate``);
 - neither: the study's ``train.epochs`` (100 for ``lr_batch``, the report's longest).
 
 The plan is decided once, when the study first runs, and stored with the study (``keys.LENGTH_PLAN``), so
@@ -132,8 +132,8 @@ def budget_plan(
     trial_overhead_s: float = 0.0,
 ) -> LengthPlan:
     """The longest top length (up to the study's) at which ``min_top_trials`` trials reach the top and
-    ``min_configs`` configurations are evaluated within ``budget_s`` in nearly every replay of the search with the study's pruner on synthetic curves (the
-    shortest candidate when none does)."""
+    ``min_configs`` configurations are evaluated within ``budget_s``, in nearly every replay of the search
+    with the study's pruner on synthetic curves (the shortest candidate when none passes)."""
     from hpsearch.search.simulate import predict
     from hpsearch.search.strategies import build_pruner
 
