@@ -15,6 +15,7 @@ old     the previous ``lr_batch``: TPE (8 start-up trials), ``train.epochs`` sam
 new     the current ``lr_batch`` (its study file's sampler: TPE, 5 start-up trials), successive halving
         over epochs with the top length and rungs sized to the budget by
         ``hpsearch.search.plan.budget_plan`` (as ``--timeout`` does).
+hyperband  the new design with Optuna's Hyperband pruner over the same rungs and top length.
 random  random configurations at the new design's top length, no pruner.
 grid    the report's grid, lr {1e-4, 1e-3, 1e-2} x batch {4, 8, 16} x {adam, sgd} x epochs {25, 50, 100}, in a
         random order, no pruner.
@@ -151,6 +152,12 @@ def run_design(design: str, budget_s: float, seed: int, checkpoints: tuple[float
         spec = load_study_spec("lr_batch")
         sampler = build_sampler(spec.sampler.name, seed, spec.sampler.kwargs)
         kw = {"sampler": sampler, "draw": sampled(rng, plan.top), "pruner": study_pruner(spec, plan)}
+    elif design == "hyperband":
+        plan = new_plan(budget_s)
+        spec = load_study_spec("lr_batch")
+        sampler = build_sampler(spec.sampler.name, seed, spec.sampler.kwargs)
+        kw = {"sampler": sampler, "draw": sampled(rng, plan.top),
+              "pruner": build_pruner("hyperband", plan.pruner_kwargs("hyperband"))}  # fmt: skip
     elif design == "random":
         top = new_plan(budget_s).top
         kw = {"sampler": optuna.samplers.RandomSampler(seed=seed), "draw": sampled(rng, top),
@@ -165,7 +172,7 @@ def run_design(design: str, budget_s: float, seed: int, checkpoints: tuple[float
     return {**snaps, budget_s: out}
 
 
-DESIGNS = ("old", "new", "random", "grid")
+DESIGNS = ("old", "new", "hyperband", "random", "grid")
 
 
 def compare(repeats: int, hours: tuple[float, ...], designs: tuple[str, ...] = DESIGNS) -> dict[str, Any]:
@@ -175,7 +182,7 @@ def compare(repeats: int, hours: tuple[float, ...], designs: tuple[str, ...] = D
     for design in designs:
         # The new design and random search size their length to the budget: one run per budget. The old
         # design and the grid do not: one run to the longest budget, read at the shorter ones as well.
-        runs = [(h,) for h in hours] if design in ("new", "random") else [tuple(sorted(hours))]
+        runs = [(h,) for h in hours] if design in ("new", "hyperband", "random") else [tuple(sorted(hours))]
         for group in runs:
             top = max(group) * HOUR
             for rep in range(repeats):
