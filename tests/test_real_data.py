@@ -18,14 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_lr_batch_starts_a_real_trial_on_real_data(kvasir_dir: Path, tmp_path: Path) -> None:
-    """The lr_batch study, with epochs and batch size fixed small instead of searched, runs one real trial.
+    """The lr_batch study, with its length and batch size fixed small, runs one real trial.
 
     A sampled value cannot be capped or overridden (the trial would store a value it never trained with), so
-    the study file is copied with ``train.epochs`` and ``train.batch_size`` moved from ``space`` to ``fixed``.
+    the study file is copied with ``train.batch_size`` moved from ``space`` to ``fixed`` and its top length
+    (``train.epochs``, not sampled: the pruner's resource) set to 1.
     """
     study = yaml.safe_load((REPO / "studies/lr_batch.yaml").read_text())
     for key, value in {"epochs": 1, "batch_size": 4}.items():
-        del study["space"][f"train.{key}"]
+        study["space"].pop(f"train.{key}", None)
         study["fixed"]["train"][key] = value
     study_file = tmp_path / "lr_batch_1epoch.yaml"
     study_file.write_text(yaml.safe_dump(study))

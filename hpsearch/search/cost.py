@@ -101,6 +101,7 @@ class StudyCost:
     plan: LengthPlan | None = None
     forecast: Prediction | None = None
     pruner_wait: str | None = None  # what the pruner waits for before it acts ("4 finished trials")
+    pruner_acts: bool = True  # False for the 'none' pruner: nothing to warn about
     batch_sizes: list[int] = field(default_factory=list)
 
     @property
@@ -160,13 +161,14 @@ def _forecast_lines(study: StudyCost) -> list[str]:
         else f"in its {study.n_trials} trials, ≈ {format_duration(f.elapsed_s / max(1, study.workers))}"
     )
     more = "at least " if f.capped else ""
+    noun = "configuration" if round(f.configs) == 1 else "configurations"
     lines = [
         f"  the search (replayed 7 times on synthetic curves with this pruner and plan): {more}"
-        f"{f.configs:.0f} configurations ({f.configs_range[0]:.0f}-{f.configs_range[1]:.0f}) {until}, "
+        f"{f.configs:.0f} {noun} ({f.configs_range[0]:.0f}-{f.configs_range[1]:.0f}) {until}, "
         f"{f.top:.0f} ({f.top_range[0]:.0f}-{f.top_range[1]:.0f}) of them reaching {top} epochs; "
         f"the pruner stops about {f.pruned:.0f}"
     ]
-    if f.pruned < 1 and f.configs > 1:
+    if f.pruned < 1 and study.pruner_acts:
         wait = f" (it waits for {study.pruner_wait})" if study.pruner_wait else ""
         lines.append(
             f"  warning: the pruner cannot act before the deadline{wait}: every configuration trains its "
@@ -347,7 +349,7 @@ def estimate_study(
             forecast = Prediction(**{**forecast.__dict__, "capped": False})
     return StudyCost(
         costs, epochs, remaining, opts.timeout, parallel, plan, forecast, _pruner_wait(spec),
-        batch_choices(spec),
+        spec.pruner.name != "none", batch_choices(spec),
     )  # fmt: skip
 
 

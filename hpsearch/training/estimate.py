@@ -18,7 +18,7 @@ from hpsearch.training.runner import PreparedData, build_loaders
 # few steps each, whose median is the step time: one busy stretch of the machine moves one window, not the
 # median (four steps of one window could be fooled by an order of magnitude).
 _WINDOWS = 5
-_VAL_SLICE = 2  # validation batches timed per window, then scaled to the whole validation set
+_VAL_SLICE = 1  # validation batches timed per window, then scaled to the whole validation set
 DEFAULT_MAX_S = 20.0  # about this many seconds of timed steps per measured configuration
 
 
