@@ -61,7 +61,7 @@ def _resource_study(data: dict) -> dict:
     [
         ({"space": {"train.epochs": {"type": "int", "low": 1, "high": 3}}}, "cannot also be searched"),
         ({"pruner": {"name": "median"}}, "needs a pruner that stops trials at rungs"),
-        ({"pruner": {"name": "successive_halving", "kwargs": {"min_resource": 2}}}, "set from the study's plan"),
+        ({"pruner": {"name": "successive_halving", "kwargs": {"min_resource": 2}}}, "from the study's plan"),
     ],
 )
 def test_a_resource_study_owns_the_length_and_the_rungs(change: dict, message: str) -> None:
@@ -88,7 +88,9 @@ def _tiny_lr_batch(folder: Path, epochs: int = 9) -> Path:
     return path
 
 
-def test_max_epochs_is_allowed_for_lr_batch_and_sets_the_top(tmp_path: Path, synth_data: Path, invoke) -> None:
+def test_max_epochs_is_allowed_for_lr_batch_and_sets_the_top(
+    tmp_path: Path, synth_data: Path, invoke
+) -> None:
     storage = f"sqlite:///{tmp_path}/s.db"
     res = invoke("run", "--study", _tiny_lr_batch(tmp_path), "--data", synth_data, "--storage", storage,
                  "--out", tmp_path / "runs", "--max-epochs", 3, "--no-estimate")  # fmt: skip
