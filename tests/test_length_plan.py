@@ -148,3 +148,21 @@ def test_the_new_search_beats_random_search_in_an_hour() -> None:
     new, rnd = summary["new@1h"], summary["random@1h"]
     assert new["configs_mean"] >= 2 * rnd["configs_mean"]
     assert new["true_mean"] > rnd["true_mean"], summary
+
+
+def test_workers_of_a_created_study_share_the_plan_without_a_budget(
+    tmp_path: Path, synth_data: Path, invoke
+) -> None:
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study_file = _tiny_lr_batch(tmp_path, epochs=4)
+    assert invoke("create", "--study", study_file, "--data", synth_data, "--storage", storage).exit_code == 0
+    study = optuna.load_study(study_name="lr_batch", storage=storage)
+    assert stored_plan(study.user_attrs) is None  # decided by the first run or worker
+    res = invoke("worker", "--study", study_file, "--data", synth_data, "--storage", storage, "--n-trials", 1,
+                 "--out", tmp_path / "runs", "--quiet")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    study = optuna.load_study(study_name="lr_batch", storage=storage)
+    plan = stored_plan(study.user_attrs)
+    assert plan is not None and (plan.top, plan.source) == (4, "study")
+    (trial,) = [t for t in study.get_trials() if t.state.is_finished()]
+    assert trial.user_attrs[keys.CONFIG]["train"]["epochs"] == 4
