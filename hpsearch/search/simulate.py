@@ -100,8 +100,10 @@ def simulate_search(
         for epoch in range(1, sim.epochs + 1):
             clock += sim.s_per_epoch
             while pending and clock >= pending[0] and checkpoints is not None:
-                # The study stopped at this checkpoint: this trial is the one the deadline stops.
-                snap = _snapshot(out, [*rows, (STOPPED_BY_BUDGET, epoch, max(best, sim.curve(epoch)), sim)])
+                # The study stopped at this checkpoint: this trial is the one the deadline stops (unless this
+                # was its last epoch: then it finished).
+                now = "COMPLETE" if epoch == sim.epochs else STOPPED_BY_BUDGET
+                snap = _snapshot(out, [*rows, (now, epoch, max(best, sim.curve(epoch)), sim)])
                 checkpoints[pending.pop(0)] = snap
             best = max(best, sim.curve(epoch))
             trial.report(best, epoch)
@@ -129,7 +131,7 @@ def _snapshot(out: SimOutcome, rows: list[tuple[str, int, float, SimTrial]]) -> 
         started=out.started,
         complete=sum(r[0] == "COMPLETE" for r in rows),
         pruned=sum(r[0] == "PRUNED" for r in rows),
-        stopped=1,
+        stopped=sum(r[0] == STOPPED_BY_BUDGET for r in rows),
         elapsed_s=0.0,
     )
     snap.pick, snap.pick_state = export_pick(rows)
