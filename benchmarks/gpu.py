@@ -121,8 +121,14 @@ def bench_steps(b: Bench) -> None:
                 continue
             torch._dynamo.reset()  # every compiled case pays its own compilation, as a trial does
             data = b.batch(batch)
-            r = fit_rate(b.model(name, fused=fused), data * steps, data, batch=batch, steps=steps,
-                         compiled=compiled, device=b.device)
+            try:
+                r = fit_rate(b.model(name, fused=fused), data * steps, data, batch=batch, steps=steps,
+                             compiled=compiled, device=b.device)
+            except Exception as exc:  # one failing case (a compile, a non-finite loss) must not end the table
+                b.res["errors"][f"steps.{label}.b{batch}.{mode}"] = f"{type(exc).__name__}: {exc}"
+                log(f"steps: {label} b{batch} {mode}: FAILED {type(exc).__name__}: {exc}")
+                b.save()
+                continue
             for k, v in r.items():
                 b.fig[f"steps.{label}.b{batch}.{mode}.{k}"] = v
             log(f"steps: {label:<16} b{batch:<3} {mode:<8} {r['img_per_s']:8.1f} img/s, first step "

@@ -121,3 +121,28 @@ def test_gpu_script_orders_compiles_by_need_and_skips_them_past_the_budget(tmp_p
     assert fig["steps.unet.b2.eager.img_per_s"] > 0
     assert fig["steps.unet.b2.compiled.skipped"] == "budget"
     assert not any(k.endswith("compiled.img_per_s") for k in fig)
+
+
+def test_gpu_script_records_a_failing_step_case_and_measures_the_rest(monkeypatch) -> None:
+    # On a GPU, the compiled CBAM U-Net once ended in a non-finite loss; the cases after it must still run.
+    import argparse
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gpu
+
+    def fake_rate(model, train, val, *, batch, steps, compiled, device):
+        if model == "cbam_unet" and compiled:
+            raise RuntimeError("non-finite training loss")
+        return {"img_per_s": 100.0 + batch, "first_step_s": 1.0, "peak_mib": None}
+
+    monkeypatch.setattr(gpu, "fit_rate", fake_rate)
+    args = argparse.Namespace(smoke=False, batches=[16, 32], steps=2, no_compile=False, budget_s=1e9)
+    res: dict = {"figures": {}, "errors": {}}
+    bench = SimpleNamespace(args=args, res=res, fig=res["figures"], device="cpu", save=lambda: None,
+                            batch=lambda n: [(n, n)], model=lambda name, fused=True: name)
+    gpu.bench_steps(bench)
+    assert set(res["errors"]) == {"steps.cbam_unet.b16.compiled", "steps.cbam_unet.b32.compiled",
+                                  "steps.cbam_unet_plain.b16.compiled"}
+    assert res["figures"]["steps.unet.b32.compiled.img_per_s"] == 132.0  # measured after the failure
+    assert "steps.cbam_unet.b32.compiled.img_per_s" not in res["figures"]

@@ -415,6 +415,9 @@ def test_tuned_config_replaces_both_tuned_columns(tmp_path: Path) -> None:
 
 def test_epoch_cap_shortens_warmup_and_quick_shrinks() -> None:
     tuned = load_config(CONFIGS / "tuned_unet.yaml")
+    # The shipped export has a constant learning rate; a cosine schedule with warm-up is what a cap shortens.
+    warm = tuned.train.model_copy(update={"warmup_epochs": 3, "scheduler": "cosine"})
+    tuned = tuned.model_copy(update={"train": warm})
     capped = column_config(tuned, epochs=2, seed=5, device="cpu")
     assert (capped.train.epochs, capped.train.warmup_epochs, capped.train.seed) == (2, 1, 5)
     assert column_config(tuned, epochs=10_000).train.epochs == tuned.train.epochs  # a cap never lengthens
