@@ -82,7 +82,9 @@ def simulate_search(
     depend on the budget).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    # A fixed name: Hyperband assigns trials to brackets by a hash of the study name, so a generated one
+    # would make replays with the same seeds differ.
+    study = optuna.create_study(study_name="replay", direction="maximize", sampler=sampler, pruner=pruner)
     out = SimOutcome()
     rows: list[tuple[str, int, float, SimTrial]] = []
     pending = sorted(on_checkpoint)
