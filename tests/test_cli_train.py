@@ -22,8 +22,9 @@ def test_config_in_metrics_json_reproduces_the_run(synth_data: Path, tmp_path: P
     first = invoke("train", "--config", cfg, "--data", synth_data, "--out", tmp_path / "a")
     assert first.exit_code == 0, first.output
     a = json.loads((tmp_path / "a/metrics.json").read_text())
-    again = tmp_path / "again.yaml"
-    again.write_text(yaml.safe_dump(a["config"]))  # the resolved config, data path included
+    # The resolved config, its data path included (relative to the folder metrics.json is in).
+    again = tmp_path / "a" / "again.yaml"
+    again.write_text(yaml.safe_dump(a["config"]))
     second = invoke("train", "--config", again, "--out", tmp_path / "b")
     assert second.exit_code == 0, second.output
     b = json.loads((tmp_path / "b/metrics.json").read_text())
@@ -35,6 +36,11 @@ def test_config_in_metrics_json_reproduces_the_run(synth_data: Path, tmp_path: P
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "e/metrics.json").read_text())
     assert m["n"] == 24 and m["split"] == "all" and m["iou_mean"] <= m["dice_mean"]
+    # The records name files relative to their folder, never by this machine's folders.
+    assert a["checkpoint"] == "best.pt" and m["checkpoint"] == "../a/best.pt"
+    assert (tmp_path / "e" / m["data_dir"]).resolve() == synth_data.resolve()
+    for record in (a, b, m):
+        assert str(tmp_path) not in json.dumps(record) and "/tmp/" not in json.dumps(record)
 
 
 @pytest.mark.parametrize(

@@ -216,6 +216,9 @@ def test_write_report_files(tmp_path: Path, template: Path) -> None:
     assert data["best"]["value"] == pytest.approx(0.85)
     assert set(data["importances"]) == set(DISTS)
     assert math.isclose(sum(data["importances"].values()), 1.0)
+    # The storage and the best trial's files are named relative to the report's folder.
+    assert data["storage"] == "sqlite:///../study.db" and "sqlite:///../study.db" in text
+    assert str(tmp_path) not in json.dumps(data) and str(tmp_path) not in text
 
 
 def test_report_masks_the_storage_password(tmp_path: Path, template: Path) -> None:

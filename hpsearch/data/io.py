@@ -32,6 +32,30 @@ _EOI = b"\xff\xd9"
 _SOS = b"\xff\xda"
 
 
+# The folder that holds the hpsearch package: the repository in a checkout (configs/, hpsearch/splits/).
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+
+def portable_path(path: str | Path, base: str | Path, *, shipped: bool = False) -> str:
+    """How a written record names ``path``, so that no result carries one machine's folders.
+
+    Relative to ``base`` (the folder the record is written to), with ``..`` steps for a path beside it (a
+    data folder next to the results), which stays right when the two move together. With ``shipped``, a
+    file that ships with hpsearch (``configs/...``, ``hpsearch/splits/...``) is named relative to the
+    repository instead, as a reader finds it in any checkout.
+    """
+    target = Path(path).expanduser().resolve()
+    root = Path(base).expanduser().resolve()
+    if target.is_relative_to(root):
+        return target.relative_to(root).as_posix() or "."
+    if shipped and target.is_relative_to(_PACKAGE_PARENT):
+        return target.relative_to(_PACKAGE_PARENT).as_posix()
+    try:
+        return Path(os.path.relpath(target, root)).as_posix()
+    except ValueError:  # another drive on Windows: no relative form exists
+        return str(target)
+
+
 def default_cache_root() -> Path:
     """The hpsearch cache folder: ``$HPSEARCH_CACHE`` or ``~/.cache/hpsearch``."""
     env = os.environ.get("HPSEARCH_CACHE")

@@ -21,7 +21,7 @@ from hpsearch.data.cache import resize_pair
 from hpsearch.data.check import verify_dataset
 from hpsearch.data.dataset import normalize
 from hpsearch.data.discover import Pair
-from hpsearch.data.io import read_image, read_mask
+from hpsearch.data.io import portable_path, read_image, read_mask
 from hpsearch.data.splits import split_for
 from hpsearch.errors import DataError
 from hpsearch.training.checkpoint import load_checkpoint
@@ -165,9 +165,10 @@ def evaluate_checkpoint(
         "threshold": 0.5,
         "resolution": "original mask resolution (logits upsampled bilinearly)",
         "empty_policy": "empty ground truth + empty prediction scores 1.0",
-        "checkpoint": str(checkpoint),
+        # Named relative to the output folder: the record carries no machine's folders.
+        "checkpoint": portable_path(checkpoint, out_dir),
         "checkpoint_epoch": ckpt.get("epoch"),
-        "data_dir": str(ddir),
+        "data_dir": portable_path(ddir, out_dir),
         "model": cfg.model.name,
     }
     out = Path(out_dir)
