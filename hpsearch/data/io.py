@@ -24,7 +24,12 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".
 
 # We turn every failed decode into a DataError ourselves; OpenCV's own log lines on stderr would only add
 # noise around that one-line message.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+# OpenCV >= 4.13 has cv2.utils.logging; older releases only the top-level setter (0 is silent in both).
+_CV2_LOGGING = getattr(cv2.utils, "logging", None)
+if _CV2_LOGGING is not None:
+    _CV2_LOGGING.setLogLevel(_CV2_LOGGING.LOG_LEVEL_SILENT)
+else:
+    cv2.setLogLevel(0)
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
