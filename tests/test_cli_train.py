@@ -104,3 +104,22 @@ def test_an_hpsearch_error_exits_1_and_a_usage_error_exits_2(invoke, tmp_path: P
     assert missing.exit_code == 1 and "config file" in missing.output and "Traceback" not in missing.output
     usage = invoke("train", "--out", tmp_path / "o")  # --config is required
     assert usage.exit_code == 2 and "--config" in usage.output
+
+
+def test_help_names_values_and_shows_no_type_tags(invoke) -> None:
+    """Current typer would print a type tag beside every option (`--help <bool>`, `--timeout <float>`)."""
+    import re
+
+    from hpsearch.cli import app
+
+    groups = [[]] + [[info.name] for info in app.registered_groups]
+    commands = [[c.name or c.callback.__name__] for c in app.registered_commands]
+    for group in app.registered_groups:
+        commands += [[group.name, c.name] for c in group.typer_instance.registered_commands]
+    for words in groups + commands:
+        res = invoke(*words, "--help", env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (words, res.output)
+        assert not re.search(r"<(bool|str|int|float|path)[^>]*>", res.output), (words, res.output)
+    run = invoke("run", "--help", env={"COLUMNS": "200"}).output
+    assert re.search(r"--timeout\s+SECONDS", run) and re.search(r"--set\s+KEY=VALUE", run)
+    assert re.search(r"--estimate\s+--no-estimate\s+time", run)  # a flag: no value named
