@@ -123,3 +123,16 @@ def test_help_names_values_and_shows_no_type_tags(invoke) -> None:
     run = invoke("run", "--help", env={"COLUMNS": "200"}).output
     assert re.search(r"--timeout\s+SECONDS", run) and re.search(r"--set\s+KEY=VALUE", run)
     assert re.search(r"--estimate\s+--no-estimate\s+time", run)  # a flag: no value named
+
+
+def test_train_set_overrides_a_config_value_as_run_does(synth_data: Path, tmp_path: Path, invoke) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))  # 2 epochs
+    res = invoke("train", "--config", cfg, "--data", synth_data, "--out", tmp_path / "a",
+                 "--set", "train.epochs=1", "--set", "model.kwargs.base_width=4")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    a = json.loads((tmp_path / "a/metrics.json").read_text())
+    assert a["epochs_run"] == 1 and a["config"]["train"]["epochs"] == 1
+    assert a["config"]["model"]["kwargs"]["base_width"] == 4
+    bad = invoke("train", "--config", cfg, "--data", synth_data, "--set", "train.epochs", "--out", tmp_path)
+    assert bad.exit_code == 1 and "is not KEY=VALUE" in bad.output

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hpsearch.cli._app import app, console
-from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit, ScaleOpt
+from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit, ScaleOpt, SetOpt
 
 
 @app.command()
@@ -20,6 +20,7 @@ def train(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/train"),
     device: DeviceOpt = None,
     scale: ScaleOpt = None,
+    sets: SetOpt = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -30,13 +31,16 @@ def train(
 ) -> None:
     """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png.
 
-    Without a terminal (nohup, Slurm, Kubernetes) it writes one line per epoch instead of a progress bar.
+    `--set train.epochs=5` overrides a config value, as in `run`. Without a terminal (nohup, Slurm,
+    Kubernetes) it writes one line per epoch instead of a progress bar.
     Run again with the same config and --out after a kill, and it continues where it stopped."""
-    from hpsearch.training.config import load_config, resolve_run_config
+    from hpsearch.training.config import load_config, parse_overrides, resolve_run_config
     from hpsearch.training.runner import train_from_config
     from hpsearch.training.validate import check_registry_names
 
-    cfg = resolve_run_config(load_config(config), device=device, scale=scale, source=str(config))
+    cfg = resolve_run_config(
+        load_config(config), overrides=parse_overrides(sets), device=device, scale=scale, source=str(config)
+    )
     check_registry_names(cfg, source=str(config))
     outcome = train_from_config(cfg, data_dir=data, out_dir=out, resume=resume)
     r = outcome.result

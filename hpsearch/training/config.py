@@ -205,6 +205,20 @@ def load_config(path: str | Path) -> RunConfig:
     return cfg
 
 
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=2", "data.augmentation=none"]`` -> {path: YAML-parsed value}."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set '{item}' is not KEY=VALUE; e.g. --set train.epochs=2")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set '{item}': the value is not valid YAML") from None
+    return out
+
+
 def portable_payload(config: RunConfig, base: str | Path) -> dict[str, Any]:
     """The config as JSON-safe data for a file written in ``base``: ``data.path`` relative to that folder,
     so that the file carries no machine's folders."""
