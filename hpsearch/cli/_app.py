@@ -6,14 +6,15 @@ import sys
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from hpsearch.errors import HpsearchError
+from hpsearch.training.progress import log_console
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# Wrapped on a terminal; one line per message in a log file.
+console = log_console(stderr=False)
+err_console = log_console(stderr=True)
 
 
 # What an option's value is, as --help shows it beside the option; other options show their name in capitals.

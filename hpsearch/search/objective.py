@@ -230,15 +230,19 @@ class Objective:
         )
 
         def on_epoch(epoch: int, m: dict[str, float]) -> None:
+            elapsed = time.perf_counter() - started
             self._emit(
                 kind="epoch",
                 trial=trial.number,
                 epoch=epoch,
                 epochs=cfg.train.epochs,
                 value=cb.best,
+                current=m.get(spec.metric),
                 train_loss=m.get("train_loss"),
                 img_per_s=m.get("train_img_per_s"),
-                elapsed=time.perf_counter() - started,
+                elapsed=elapsed,
+                # The epochs so far, at their mean pace (the data preparation is in the first one).
+                left_s=elapsed / epoch * (cfg.train.epochs - epoch) if epoch else None,
             )
             if ctx.deadline is not None and epoch < cfg.train.epochs and time.monotonic() >= ctx.deadline:
                 # The study's wall-time budget is spent: stop here, so the study ends near the time asked
