@@ -303,12 +303,16 @@ def _cost_section(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, A
     }
 
 
-def _hardware(trial: FrozenTrial | None) -> dict[str, Any] | None:
-    """Where the best trial ran (its manifest): what the report's wall times were measured on."""
-    if trial is None:
+def _hardware(best: FrozenTrial | None, trials: list[FrozenTrial]) -> dict[str, Any] | None:
+    """Where the trials ran: the best trial's, else the latest trial's that recorded its hardware when it
+    started (a study with no finished trial still names it)."""
+    started = sorted((t for t in trials if t.user_attrs.get(keys.HARDWARE)), key=lambda t: t.number)
+    source = best if best is not None else (started[-1] if started else None)
+    if source is None:
         return None
-    manifest = trial.user_attrs.get(keys.MANIFEST) or {}
-    return {"device": trial.user_attrs.get(keys.DEVICE), **(manifest.get("hardware") or {})}
+    manifest = source.user_attrs.get(keys.MANIFEST) or {}
+    found = manifest.get("hardware") or source.user_attrs.get(keys.HARDWARE) or {}
+    return {"device": source.user_attrs.get(keys.DEVICE), **found}
 
 
 def _best_record(study: optuna.Study, best_trial: FrozenTrial | None, base: Path | None) -> Any:
@@ -347,7 +351,7 @@ def build_report(study: optuna.Study, storage_url: str, base: Path | None = None
         "hpsearch_version": study.user_attrs.get(keys.VERSION),
         # Studies made before scales existed trained at the configured (full) sizes.
         "scale": study.user_attrs.get(keys.SCALE, "full"),
-        "hardware": _hardware(best_trial),
+        "hardware": _hardware(best_trial, trials),
         "data_split_hash": study.user_attrs.get(keys.DATA_SPLIT_HASH),
         "budget_n_trials": study.user_attrs.get(keys.BUDGET_N_TRIALS),
         "counts": {**state_counts(study), "total": len(trials)},

@@ -24,7 +24,8 @@ from hpsearch.search.notes import config_differences, trial_note
 from hpsearch.search.space import suggest
 from hpsearch.search.spec import StudySpec
 from hpsearch.training.config import RunConfig, resolve_run_config
-from hpsearch.training.device import release_memory, resolve_device
+from hpsearch.training.device import describe_device, release_memory, resolve_device
+from hpsearch.training.manifest import hardware
 from hpsearch.training.runner import PreparedData, TrainOutcome, prepare_data, train_from_config
 from hpsearch.training.viz import plot_curves
 
@@ -235,6 +236,9 @@ class Objective:
         trial.set_user_attr(keys.WORKER, ctx.worker)
         trial.set_user_attr(keys.CONFIG, cfg.model_dump(mode="json"))
         trial.set_user_attr(keys.SEED, cfg.train.seed)
+        # Where it runs, from the start: a trial stopped before its end still names its hardware.
+        trial.set_user_attr(keys.DEVICE, describe_device(resolve_device(cfg.train.device)))
+        trial.set_user_attr(keys.HARDWARE, hardware())
         self._emit(
             kind="start", trial=trial.number, params=params, epochs=cfg.train.epochs, metric=spec.metric
         )
