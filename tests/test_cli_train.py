@@ -36,6 +36,15 @@ def test_config_in_metrics_json_reproduces_the_run(synth_data: Path, tmp_path: P
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "e/metrics.json").read_text())
     assert m["n"] == 24 and m["split"] == "all" and m["iou_mean"] <= m["dice_mean"]
+    assert m["split_source"] == "every pair in the folder" and "warning" not in res.output
+    assert "all split (every pair in the folder): 24 images scored" in " ".join(res.output.split())
+    # 'test' of a config without a split file is a random carve, not a sealed test set: it says so.
+    res = invoke("evaluate", "--checkpoint", tmp_path / "a/best.pt", "--out", tmp_path / "t")  # --split test
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "warning: the run's config has no data.split_file" in said
+    t = json.loads((tmp_path / "t/metrics.json").read_text())
+    source = "the seeded random split (split_seed 0, no split_file)"
+    assert f"test split ({source}): {t['n']} images scored" in said
     # The records name files relative to their folder, never by this machine's folders.
     assert a["checkpoint"] == "best.pt" and m["checkpoint"] == "../a/best.pt"
     assert (tmp_path / "e" / m["data_dir"]).resolve() == synth_data.resolve()

@@ -64,3 +64,13 @@ def test_curves_png_is_written(tmp_path: Path) -> None:
     assert img.shape[1] > img.shape[0] > 100
     # Something was drawn: not a blank canvas.
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 10
+
+
+def test_a_row_label_fits_a_narrow_row_and_starts_with_its_dice() -> None:
+    """Portrait images make narrow rows: the label shrinks to fit instead of losing its end."""
+    from hpsearch.training.viz import _text_bar
+
+    label = "Dice 0.000  |  cju0qkwl35piu0993l0dewei2  |  ground truth  |  prediction (truth outlined)"
+    bar = _text_bar(label, 330)
+    ink = np.flatnonzero((bar < 128).any(axis=(0, 2)))
+    assert ink.size and ink.max() < 330 - 4  # nothing drawn up to (or past) the right edge

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from hpsearch.cli._app import app, console
+from hpsearch.cli._app import app, console, err_console
 from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit, ScaleOpt, SetOpt
 
 
@@ -66,16 +67,20 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Evaluate a checkpoint at the original mask resolution: metrics.json, per_case.csv, worst.png."""
-    from hpsearch.training.evaluate import evaluate_checkpoint, load_checkpoint
+    from hpsearch.training.evaluate import evaluate_checkpoint, load_checkpoint, unsealed_warning
     from hpsearch.training.runner import resolve_data_dir
 
     _, cfg, _ = load_checkpoint(checkpoint)
     ddir = resolve_data_dir(data, cfg.data)
+    warning = unsealed_warning(cfg, split.value, split_file)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     m = evaluate_checkpoint(
         checkpoint, ddir, out_dir=out, split=split.value, split_file=split_file, k=k, device=device or "auto"
     )
     console.print(
-        f"{split.value} ({m['n']} images): Dice {m['dice_mean']:.4f} ± {m['dice_sd']:.4f}, "
-        f"IoU {m['iou_mean']:.4f} ± {m['iou_sd']:.4f}, micro Dice {m['micro_dice']:.4f}"
+        f"{split.value} split ({m['split_source']}): {m['n']} images scored: Dice {m['dice_mean']:.4f} ± "
+        f"{m['dice_sd']:.4f}, IoU {m['iou_mean']:.4f} ± {m['iou_sd']:.4f}, micro Dice {m['micro_dice']:.4f}",
+        markup=False, highlight=False,
     )
     console.print(f"wrote {out / 'metrics.json'}, {out / 'per_case.csv'}, {out / 'worst.png'}")

@@ -86,8 +86,13 @@ def _outline(panel: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -
 
 
 def _text_bar(text: str, width: int, height: int = _BAR) -> np.ndarray:
+    """``text`` on a white bar, its font shrunk until the whole text fits the width (a narrow row of
+    portrait images would otherwise cut off its end)."""
     bar = np.full((height, width, 3), 255, np.uint8)
-    cv2.putText(bar, text, (6, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    scale = 0.5
+    while scale > 0.25 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 12:
+        scale -= 0.025
+    cv2.putText(bar, text, (6, height - 7), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return bar
 
 
@@ -118,7 +123,8 @@ def save_gallery(
         # The truth's outline on the prediction: misses and false alarms show without looking back and forth.
         panels[2] = _outline(panels[2], gt, (0, 200, 0))
         row = np.concatenate(panels, axis=1)
-        label = f"{name}  |  ground truth  |  prediction (truth outlined), Dice {float(sc):.3f}"
+        # The Dice first: every row shows it, whatever the row's width.
+        label = f"Dice {float(sc):.3f}  |  {name}  |  ground truth  |  prediction (truth outlined)"
         rows.append(np.concatenate([_text_bar(label, row.shape[1]), row], axis=0))
     width = max([r.shape[1] for r in rows], default=3 * panel_height)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
