@@ -22,8 +22,9 @@ def test_config_in_metrics_json_reproduces_the_run(synth_data: Path, tmp_path: P
     first = invoke("train", "--config", cfg, "--data", synth_data, "--out", tmp_path / "a")
     assert first.exit_code == 0, first.output
     a = json.loads((tmp_path / "a/metrics.json").read_text())
-    again = tmp_path / "again.yaml"
-    again.write_text(yaml.safe_dump(a["config"]))  # the resolved config, data path included
+    # The resolved config, its data path included (relative to the folder metrics.json is in).
+    again = tmp_path / "a" / "again.yaml"
+    again.write_text(yaml.safe_dump(a["config"]))
     second = invoke("train", "--config", again, "--out", tmp_path / "b")
     assert second.exit_code == 0, second.output
     b = json.loads((tmp_path / "b/metrics.json").read_text())
@@ -35,6 +36,20 @@ def test_config_in_metrics_json_reproduces_the_run(synth_data: Path, tmp_path: P
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "e/metrics.json").read_text())
     assert m["n"] == 24 and m["split"] == "all" and m["iou_mean"] <= m["dice_mean"]
+    assert m["split_source"] == "every pair in the folder" and "warning" not in res.output
+    assert "all split (every pair in the folder): 24 images scored" in " ".join(res.output.split())
+    # 'test' of a config without a split file is a random carve, not a sealed test set: it says so.
+    res = invoke("evaluate", "--checkpoint", tmp_path / "a/best.pt", "--out", tmp_path / "t")  # --split test
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "warning: the run's config has no data.split_file" in said
+    t = json.loads((tmp_path / "t/metrics.json").read_text())
+    source = "the seeded random split (split_seed 0, no split_file)"
+    assert f"test split ({source}): {t['n']} images scored" in said
+    # The records name files relative to their folder, never by this machine's folders.
+    assert a["checkpoint"] == "best.pt" and m["checkpoint"] == "../a/best.pt"
+    assert (tmp_path / "e" / m["data_dir"]).resolve() == synth_data.resolve()
+    for record in (a, b, m):
+        assert str(tmp_path) not in json.dumps(record) and "/tmp/" not in json.dumps(record)
 
 
 @pytest.mark.parametrize(
@@ -98,3 +113,35 @@ def test_an_hpsearch_error_exits_1_and_a_usage_error_exits_2(invoke, tmp_path: P
     assert missing.exit_code == 1 and "config file" in missing.output and "Traceback" not in missing.output
     usage = invoke("train", "--out", tmp_path / "o")  # --config is required
     assert usage.exit_code == 2 and "--config" in usage.output
+
+
+def test_help_names_values_and_shows_no_type_tags(invoke) -> None:
+    """Current typer would print a type tag beside every option (`--help <bool>`, `--timeout <float>`)."""
+    import re
+
+    from hpsearch.cli import app
+
+    groups = [[]] + [[info.name] for info in app.registered_groups]
+    commands = [[c.name or c.callback.__name__] for c in app.registered_commands]
+    for group in app.registered_groups:
+        commands += [[group.name, c.name] for c in group.typer_instance.registered_commands]
+    for words in groups + commands:
+        res = invoke(*words, "--help", env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (words, res.output)
+        assert not re.search(r"<(bool|str|int|float|path)[^>]*>", res.output), (words, res.output)
+    run = invoke("run", "--help", env={"COLUMNS": "200"}).output
+    assert re.search(r"--timeout\s+SECONDS", run) and re.search(r"--set\s+KEY=VALUE", run)
+    assert re.search(r"--estimate\s+--no-estimate\s+time", run)  # a flag: no value named
+
+
+def test_train_set_overrides_a_config_value_as_run_does(synth_data: Path, tmp_path: Path, invoke) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))  # 2 epochs
+    res = invoke("train", "--config", cfg, "--data", synth_data, "--out", tmp_path / "a",
+                 "--set", "train.epochs=1", "--set", "model.kwargs.base_width=4")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    a = json.loads((tmp_path / "a/metrics.json").read_text())
+    assert a["epochs_run"] == 1 and a["config"]["train"]["epochs"] == 1
+    assert a["config"]["model"]["kwargs"]["base_width"] == 4
+    bad = invoke("train", "--config", cfg, "--data", synth_data, "--set", "train.epochs", "--out", tmp_path)
+    assert bad.exit_code == 1 and "is not KEY=VALUE" in bad.output

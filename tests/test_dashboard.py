@@ -86,6 +86,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         mimetype="image/png",
     )
     study.tell(trial, 0.8)
+    for _ in range(3):  # budget tickets, as `hpsearch create` makes them: not trials a person should see
+        study.enqueue_trial({"train.lr": 1e-3}, skip_if_exists=False)
     port = free_port()
     log = tmp_path / "dashboard.log"
     proc = dashboard_process(url, port, log)
@@ -122,7 +124,7 @@ def test_dashboard_serves_study_trials_and_artifacts(served: Served) -> None:
 
     detail = get_json(f"{served.base}/api/studies/{study_id}?after=0")
     assert detail["objective_names"] == ["val_iou"]  # the stored metric, not "Objective 0"
-    [trial] = detail["trials"]
+    [trial] = detail["trials"]  # the one that ran; the WAITING tickets stay out of sight
     assert trial["number"] == served.trial_number and trial["state"] == "Complete"
     assert [p["name"] for p in trial["params"]] == ["train.lr"]
     assert [v["value"] for v in trial["intermediate_values"]] == [0.5, 0.8]

@@ -51,6 +51,17 @@ def _mask(seed: int = 0, size: int = SIZE) -> np.ndarray:
     return mask
 
 
+def _matrix(scale: tuple[float, float], angle: float, shape: tuple[int, int]) -> np.ndarray:
+    """albumentations' Affine matrix: zoom and rotation about the image centre, no shift or shear."""
+    return fgeo.create_affine_transformation_matrix(
+        translate={"x": 0, "y": 0},
+        shear={"x": 0.0, "y": 0.0},
+        scale={"x": scale[0], "y": scale[1]},
+        rotate=angle,
+        shift=fgeo.center(shape),
+    )
+
+
 def _albumentations(
     image: np.ndarray,
     mask: np.ndarray,
@@ -71,13 +82,7 @@ def _albumentations(
         image, mask = flip.apply(image), flip.apply_to_mask(mask)
     image, mask = np.ascontiguousarray(fgeo.rot90(image, k)), np.ascontiguousarray(fgeo.rot90(mask, k))
     shape = image.shape[:2]
-    matrix = fgeo.create_affine_transformation_matrix(
-        translate={"x": 0, "y": 0},
-        shear={"x": 0.0, "y": 0.0},
-        scale={"x": scale[0], "y": scale[1]},
-        rotate=angle,
-        shift=fgeo.center(shape),
-    )
+    matrix = _matrix(scale, angle, shape)
     image = fgeo.warp_affine(image, matrix, cv2.INTER_LINEAR, 0, cv2.BORDER_CONSTANT, shape)
     mask = fgeo.warp_affine(mask, matrix, cv2.INTER_NEAREST, 0, cv2.BORDER_CONSTANT, shape)
     return image, mask
@@ -90,17 +95,57 @@ def _device(images: np.ndarray, masks: np.ndarray, params: GeometricParams) -> t
     return xi.permute(0, 2, 3, 1).numpy(), yi[:, 0].numpy()
 
 
+# What "the same warp" allows, measured with OpenCV 4.9, 4.14, 5.0 and 5.1 on an Intel Xeon host:
+# - Interior pixels (all four bilinear taps inside the image): albumentations rounds to uint8 (0.5 grey
+#   levels), and OpenCV 4.x computes sampling positions in fixed point (1/32 pixel), which costs up to about
+#   1/64 pixel times the local slope: these smooth test images rise by at most ~45 levels per pixel, so
+#   0.7 more (1.23 seen in all, with OpenCV 4.9). OpenCV 5.x stays within the 0.5 of rounding.
+INTERIOR_TOL = 1.5
+# - Pixels whose taps straddle the image edge mix the image with the black fill; OpenCV 4.x's 1/32-pixel
+#   weights can misweigh that mix by up to 1/32 of a full 0..255 step (about 5 levels seen, 8 allowed).
+EDGE_TOL = 0.5 + 255 / 32
+# - Mean over all pixels and channels: rounding alone is about 0.25 levels; a mis-rotated warp is > 2.
+MEAN_TOL = 0.35
+
+
+def _edge_band(matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels whose bilinear taps straddle the image edge (a warped all-ones image is neither 0 nor 1 there),
+    and their neighbours."""
+    ones = np.ones(shape, np.float32)
+    warped = fgeo.warp_affine(ones, matrix, cv2.INTER_LINEAR, 0, cv2.BORDER_CONSTANT, shape)
+    band = ((warped > 1e-6) & (warped < 1 - 1e-6)).astype(np.uint8)
+    # One pixel wider: OpenCV 4.x places the edge up to 1/32 pixel off, moving a pixel in or out of the band.
+    return cv2.dilate(band, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def _mask_boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels with both values in their 3x3 neighbourhood."""
+    kernel = np.ones((3, 3), np.uint8)
+    return cv2.dilate(mask, kernel) != cv2.erode(mask, kernel)
+
+
 def _assert_same(
-    dev_img: np.ndarray, ref_img: np.ndarray, dev_mask: np.ndarray, ref_mask: np.ndarray
+    dev_img: np.ndarray,
+    ref_img: np.ndarray,
+    dev_mask: np.ndarray,
+    ref_mask: np.ndarray,
+    *,
+    scale: tuple[float, float],
+    angle: float,
 ) -> None:
-    # albumentations rounds to uint8; the device path keeps float32. Anything beyond that rounding (plus a
-    # hair for OpenCV's fixed-point weights) is a real difference in geometry.
-    diff = np.abs(dev_img - ref_img.astype(np.float32))
-    assert diff.max() <= 0.75, f"max image difference {diff.max():.2f} grey levels"
-    assert diff.mean() <= 0.35
+    """Same geometry: images within interpolation rounding, masks equal but for boundary pixels."""
+    channels = np.abs(dev_img - ref_img.astype(np.float32))
+    diff = channels.max(axis=-1)
+    edge = _edge_band(_matrix(scale, angle, diff.shape), diff.shape)
+    assert diff[~edge].max() <= INTERIOR_TOL, f"interior: max image difference {diff[~edge].max():.2f} levels"
+    if edge.any():
+        assert diff[edge].max() <= EDGE_TOL, f"edge band: max image difference {diff[edge].max():.2f} levels"
+    assert channels.mean() <= MEAN_TOL, f"mean image difference {channels.mean():.3f} levels"
     assert set(np.unique(dev_mask).tolist()) <= {0.0, 1.0}
-    mismatch = (dev_mask != ref_mask).mean()
-    assert mismatch <= 0.002, f"{mismatch:.2%} of mask pixels differ"
+    # Nearest-neighbour sampling at a position exactly between two pixels may round either way: a mask
+    # pixel may differ only where the reference mask has both values next to each other.
+    off = (dev_mask != ref_mask) & ~_mask_boundary(ref_mask)
+    assert not off.any(), f"{int(off.sum())} mask pixels differ away from the mask's boundary"
 
 
 @pytest.mark.parametrize(
@@ -133,7 +178,7 @@ def test_affine_zoom_and_rotation_equal_albumentations(scale: tuple[float, float
     dev_img, dev_mask = _device(
         image[None], mask[None], GeometricParams.fixed(1, scale=scale, angle_deg=angle)
     )
-    _assert_same(dev_img[0], ref_img, dev_mask[0], ref_mask)
+    _assert_same(dev_img[0], ref_img, dev_mask[0], ref_mask, scale=scale, angle=angle)
     # The comparison can fail: the opposite rotation direction is far off.
     wrong, _ = _device(image[None], mask[None], GeometricParams.fixed(1, scale=scale, angle_deg=-angle))
     if angle:
@@ -146,7 +191,7 @@ def test_composed_chain_equals_albumentations() -> None:
     ref_img, ref_mask = _albumentations(image, mask, **kw)
     params = GeometricParams.fixed(1, hflip=True, vflip=True, k=3, scale=(1.07, 1.07), angle_deg=7.3)
     dev_img, dev_mask = _device(image[None], mask[None], params)
-    _assert_same(dev_img[0], ref_img, dev_mask[0], ref_mask)
+    _assert_same(dev_img[0], ref_img, dev_mask[0], ref_mask, scale=kw["scale"], angle=kw["angle"])
 
 
 def test_anisotropic_zoom_equals_albumentations() -> None:
@@ -157,7 +202,7 @@ def test_anisotropic_zoom_equals_albumentations() -> None:
     dev_img, dev_mask = _device(
         image[None], mask[None], GeometricParams.fixed(1, scale=(0.92, 1.08), angle_deg=10)
     )
-    _assert_same(dev_img[0], ref_img, dev_mask[0], ref_mask)
+    _assert_same(dev_img[0], ref_img, dev_mask[0], ref_mask, scale=(0.92, 1.08), angle=10.0)
 
 
 def test_functional_reference_is_what_the_affine_transform_does() -> None:
@@ -193,16 +238,17 @@ def test_a_seeded_batch_agrees_with_albumentations_image_by_image() -> None:
     )
     dev_img, dev_mask = _device(images, masks, params)
     for i in range(n):
+        scale, angle = (float(params.scale_x[i]), float(params.scale_y[i])), float(params.angle_deg[i])
         ref_img, ref_mask = _albumentations(
             images[i],
             masks[i],
             hflip=bool(params.hflip[i]),
             vflip=bool(params.vflip[i]),
             k=int(params.k[i]),
-            scale=(float(params.scale_x[i]), float(params.scale_y[i])),
-            angle=float(params.angle_deg[i]),
+            scale=scale,
+            angle=angle,
         )
-        _assert_same(dev_img[i], ref_img, dev_mask[i], ref_mask)
+        _assert_same(dev_img[i], ref_img, dev_mask[i], ref_mask, scale=scale, angle=angle)
 
 
 def _basic_preset() -> list:

@@ -131,6 +131,8 @@ def test_export_round_trips_through_load_config(tmp_path: Path, template: Path, 
     assert prov["hpsearch_version"] == "0.1.0"
     # An ISO date must come back as the same string, not as a YAML timestamp object.
     assert isinstance(prov["exported"], str) and prov["exported"].endswith("+00:00")
+    # The file names no machine folder: the storage is relative to the export's folder.
+    assert prov["storage"] == "sqlite:///study.db" and str(tmp_path) not in out.read_text()
     # Load -> dump -> load again gives the same object, provenance included.
     again = load_config(export_again(loaded, tmp_path / f"again.{fmt}", fmt))
     assert again == loaded

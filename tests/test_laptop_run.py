@@ -3,6 +3,7 @@ log, a note on every trial, and a wall-time budget that stops a running trial.""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -72,7 +73,17 @@ def test_a_log_gets_one_line_per_epoch(laptop_run: dict) -> None:
     lines = [ln for ln in laptop_run["output"].splitlines() if ln.startswith("trial ") and " epoch " in ln]
     expected = [f"trial {t} epoch {e}/3" for t in (0, 1) for e in (1, 2, 3)]
     assert [ln.split(" |")[0] for ln in lines] == expected
-    assert all("train loss" in ln and "best val Dice" in ln and "elapsed" in ln for ln in lines)
+    # What train's lines carry: this epoch's Dice and the best so far, the pace, the time spent and left.
+    assert all(re.search(r"\| val Dice \d\.\d{4} \(best \d\.\d{4}\) \|", ln) for ln in lines), lines
+    assert all(all(w in ln for w in ("train loss", "img/s", "elapsed", "trial left ~")) for ln in lines)
+    assert max(len(ln) for ln in lines) > 80  # a log line is never wrapped at 80 columns
+    # Each trial's searched values, once, before its first epoch.
+    out = laptop_run["output"].splitlines()
+    study = optuna.load_study(study_name="lap", storage=laptop_run["storage"])
+    for t in study.get_trials():
+        started = [i for i, ln in enumerate(out) if ln.startswith(f"trial {t.number} started: ")]
+        assert len(started) == 1 and f"lr={t.params['train.lr']:.3g}" in out[started[0]]
+        assert started[0] < out.index(next(ln for ln in out if ln.startswith(f"trial {t.number} epoch 1/3")))
 
 
 def test_each_trial_carries_a_dashboard_note(laptop_run: dict) -> None:

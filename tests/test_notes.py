@@ -30,3 +30,18 @@ def test_a_long_list_is_cut_and_counted() -> None:
     note = trial_note(state="COMPLETE", metric="val_dice", differences=diffs)
     assert "`train.k11=11`" in note and "`train.k12=12`" not in note and "and 3 more" in note
     assert "unchanged" in trial_note(state="COMPLETE", metric="val_dice", differences={})
+
+
+def test_searched_values_are_named_so_and_other_differences_apart() -> None:
+    note = trial_note(
+        state="COMPLETE", metric="val_dice", searched={"train.lr": 0.003, "train.batch_size": 16},
+        differences={"train.lr": 0.003, "train.batch_size": 16, "train.epochs": 2},
+    )
+    assert "Searched values: `train.lr=0.003`, `train.batch_size=16`" in note
+    assert "Other settings that differ from the study's fixed ones: `train.epochs=2`" in note
+    assert "unchanged" not in note
+    lr = {"train.lr": 0.1}
+    why = "interrupted (Ctrl-C)"
+    only = trial_note(state="FAIL", metric="val_dice", searched=lr, differences=lr, reason=why)
+    assert "Searched values: `train.lr=0.1`" in only and "Other settings" not in only
+    assert "Why: interrupted (Ctrl-C)" in only

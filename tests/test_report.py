@@ -216,6 +216,9 @@ def test_write_report_files(tmp_path: Path, template: Path) -> None:
     assert data["best"]["value"] == pytest.approx(0.85)
     assert set(data["importances"]) == set(DISTS)
     assert math.isclose(sum(data["importances"].values()), 1.0)
+    # The storage and the best trial's files are named relative to the report's folder.
+    assert data["storage"] == "sqlite:///../study.db" and "sqlite:///../study.db" in text
+    assert str(tmp_path) not in json.dumps(data) and str(tmp_path) not in text
 
 
 def test_report_masks_the_storage_password(tmp_path: Path, template: Path) -> None:
@@ -313,3 +316,34 @@ def test_minimizing_study_ranks_low_first_and_skips_cost_to_target(tmp_path: Pat
     text = write_report(url, "min", tmp_path / "rep").read_text()
     assert "- **Objective:** minimize `val_dice`" in text
     assert "not applicable: the study minimizes its metric" in text and "| Target" not in text
+
+
+@pytest.mark.parametrize("n_complete", [0, 1, 3])
+def test_plots_read_right_with_0_1_or_many_finished_trials(tmp_path: Path, n_complete: int) -> None:
+    from hpsearch.results.plots import history_figure, intermediate_figure
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="few", direction="maximize")
+    study.set_user_attr(keys.SPEC, json.dumps(SPEC))
+    lr = {"train.lr": FloatDistribution(1e-5, 1e-2, log=True)}
+    hw = {keys.DEVICE: "CPU (Test CPU, 2 threads)", keys.HARDWARE: {"cpu": "Test CPU", "cores": 2}}
+    # A pruned trial whose best value is 0 (as a first epoch of an untrained model can be).
+    study.add_trial(optuna.create_trial(state=TrialState.PRUNED, params={"train.lr": 1e-3}, distributions=lr,
+                                        intermediate_values={1: 0.0}, user_attrs=hw))  # fmt: skip
+    for i in range(n_complete):
+        curve = {1: 0.4, 2: 0.5 + 0.1 * i}
+        study.add_trial(optuna.create_trial(value=curve[2], params={"train.lr": 1e-4}, distributions=lr,
+                                            intermediate_values=curve, user_attrs=hw))  # fmt: skip
+    study.enqueue_trial({})  # a budget ticket: not a trial on the axis
+
+    ax = history_figure(study).axes[0]
+    assert ax.get_ylim() == (0, 1.02)  # not +-0.05 around one point
+    assert ax.get_xlim() == (-0.5, max(n_complete, 1) + 0.5)  # the trials that ran, the ticket left out
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ("best so far" in labels) == (n_complete > 0) and "pruned (best before pruning)" in labels
+    assert ax.get_ylabel() == "val_dice (each trial's best epoch)"
+    per_epoch = intermediate_figure(study).axes[0]
+    assert per_epoch.get_ylabel() == "best val_dice so far (validation)" and per_epoch.get_ylim() == (0, 1.02)
+    assert "best val_dice so far" in per_epoch.get_title()
+    text = render_markdown(build_report(study, "sqlite:///s.db"))
+    assert "**hardware:** CPU (Test CPU, 2 threads); CPU Test CPU (2 cores)" in text

@@ -103,6 +103,16 @@ def test_quick_run_writes_every_column_and_the_results(quick_run: tuple[Path, ob
     assert f"Test set: {n['test']} images" in md and "880" not in md
     assert load_references().report.source.split(",")[0] in md  # the claims come with their citation
     assert "hpsearch train --config" in md and "hpsearch evaluate --checkpoint" in md
+    # Every record names files relative to the results folder (shipped configs relative to the repository),
+    # never by this machine's folders.
+    records = [out / "results.json", out / "results.md", out / "split.json", *out.glob("*/config.yaml")]
+    records += [*out.glob("*/seed0/*.json"), *out.glob("*/seed0/test/*.json")]
+    for record in records:
+        text = record.read_text()
+        assert str(out) not in text and str(Path.home()) not in text and "/tmp/" not in text, record
+    run = results["columns"]["unet"]["runs"][0]
+    assert (out / run["curves"]).is_file() and (out / results["columns"]["unet"]["worst"]).is_file()
+    assert results["columns"]["unet"]["config"] == "configs/report_baseline.yaml"
 
 
 def test_quick_run_tests_only_sealed_stems(quick_run: tuple[Path, object]) -> None:
@@ -226,11 +236,17 @@ def test_a_copied_dataset_resumes_and_a_changed_one_reruns(
     count_training.clear()
     reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
     assert count_training == []
+    # The same data in another folder (as on another machine) and the results moved with it: still kept.
+    shutil.move(data, tmp_path / "elsewhere")
+    shutil.move(tmp_path / "out", tmp_path / "moved")
+    data = tmp_path / "elsewhere"
+    reproduce(data, tmp_path / "moved", log=lambda m: None, **kw)
+    assert count_training == []
     image = sorted((data / "images").glob("*.png"))[0]
     pixels = np.asarray(Image.open(image)).copy()
     pixels[: pixels.shape[0] // 2] = 255 - pixels[: pixels.shape[0] // 2]
     Image.fromarray(pixels).save(image)
-    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    reproduce(data, tmp_path / "moved", log=lambda m: None, **kw)
     assert count_training == ["unet seed 0"]
 
 

@@ -9,6 +9,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from optuna_dashboard import get_note
 
 from hpsearch.errors import NonFiniteLossError
 from hpsearch.search import keys
@@ -74,6 +75,12 @@ def test_every_trial_is_recorded_with_curves_attrs_and_artifact(smoke_run: dict)
         if t.state == optuna.trial.TrialState.PRUNED:
             assert t.user_attrs["prune_reason"].startswith("pruned at epoch")
             assert len(t.user_attrs["history"]) == len(t.intermediate_values)
+            # A pruned trial shows its curves so far and a note, as a finished one does.
+            metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+            assert {m.filename for m in metas} == {"curves.png"}
+            assert t.user_attrs["artifacts"] == {"curves": metas[0].artifact_id}
+            note = get_note(optuna.Trial(study, t._trial_id))
+            assert note.startswith("**PRUNED**") and "Searched values: `train." in note
     spec = json.loads(study.user_attrs["hpsearch_spec"])
     assert spec["name"] == "smoke" and study.user_attrs["data_split_hash"]
 

@@ -64,3 +64,18 @@ def test_curves_png_is_written(tmp_path: Path) -> None:
     assert img.shape[1] > img.shape[0] > 100
     # Something was drawn: not a blank canvas.
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 10
+
+
+def test_a_narrow_row_keeps_its_whole_label(tmp_path: Path) -> None:
+    """A portrait image (narrow row) with an empty prediction: the label, Dice first, is drawn whole."""
+    image = np.full((400, 150, 3), 128, np.uint8)
+    truth = np.zeros((400, 150), np.uint8)
+    truth[100:200, 50:100] = 1
+    out = save_gallery([image], [truth], [np.zeros_like(truth)], [0.0], ["cju0qkwl35piu0993l0dewei2"],
+                       tmp_path / "g.png", panel_height=128)  # fmt: skip
+    canvas = cv2.imread(str(out))
+    row_width = 3 * round(150 * 128 / 400)
+    assert canvas.shape[1] > row_width  # widened for the label, not the label cut to the row
+    label_bar = canvas[30:54]  # below the title bar
+    ink = np.flatnonzero((label_bar < 128).any(axis=(0, 2)))
+    assert ink.size and ink.max() < canvas.shape[1] - 4

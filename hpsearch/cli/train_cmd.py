@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from hpsearch.cli._app import app, console
-from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit, ScaleOpt
+from hpsearch.cli._app import app, console, err_console
+from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit, ScaleOpt, SetOpt
 
 
 @app.command()
@@ -20,6 +21,7 @@ def train(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/train"),
     device: DeviceOpt = None,
     scale: ScaleOpt = None,
+    sets: SetOpt = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -30,13 +32,16 @@ def train(
 ) -> None:
     """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png.
 
-    Without a terminal (nohup, Slurm, Kubernetes) it writes one line per epoch instead of a progress bar.
+    `--set train.epochs=5` overrides a config value, as in `run`. Without a terminal (nohup, Slurm,
+    Kubernetes) it writes one line per epoch instead of a progress bar.
     Run again with the same config and --out after a kill, and it continues where it stopped."""
-    from hpsearch.training.config import load_config, resolve_run_config
+    from hpsearch.training.config import load_config, parse_overrides, resolve_run_config
     from hpsearch.training.runner import train_from_config
     from hpsearch.training.validate import check_registry_names
 
-    cfg = resolve_run_config(load_config(config), device=device, scale=scale, source=str(config))
+    cfg = resolve_run_config(
+        load_config(config), overrides=parse_overrides(sets), device=device, scale=scale, source=str(config)
+    )
     check_registry_names(cfg, source=str(config))
     outcome = train_from_config(cfg, data_dir=data, out_dir=out, resume=resume)
     r = outcome.result
@@ -62,16 +67,20 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Evaluate a checkpoint at the original mask resolution: metrics.json, per_case.csv, worst.png."""
-    from hpsearch.training.evaluate import evaluate_checkpoint, load_checkpoint
+    from hpsearch.training.evaluate import evaluate_checkpoint, load_checkpoint, unsealed_warning
     from hpsearch.training.runner import resolve_data_dir
 
     _, cfg, _ = load_checkpoint(checkpoint)
     ddir = resolve_data_dir(data, cfg.data)
+    warning = unsealed_warning(cfg, split.value, split_file)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     m = evaluate_checkpoint(
         checkpoint, ddir, out_dir=out, split=split.value, split_file=split_file, k=k, device=device or "auto"
     )
     console.print(
-        f"{split.value} ({m['n']} images): Dice {m['dice_mean']:.4f} ± {m['dice_sd']:.4f}, "
-        f"IoU {m['iou_mean']:.4f} ± {m['iou_sd']:.4f}, micro Dice {m['micro_dice']:.4f}"
+        f"{split.value} split ({m['split_source']}): {m['n']} images scored: Dice {m['dice_mean']:.4f} ± "
+        f"{m['dice_sd']:.4f}, IoU {m['iou_mean']:.4f} ± {m['iou_sd']:.4f}, micro Dice {m['micro_dice']:.4f}",
+        markup=False, highlight=False,
     )
     console.print(f"wrote {out / 'metrics.json'}, {out / 'per_case.csv'}, {out / 'worst.png'}")

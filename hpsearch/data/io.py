@@ -24,12 +24,41 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".
 
 # We turn every failed decode into a DataError ourselves; OpenCV's own log lines on stderr would only add
 # noise around that one-line message.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+# OpenCV >= 4.13 has cv2.utils.logging; older releases only the top-level setter (0 is silent in both).
+_CV2_LOGGING = getattr(cv2.utils, "logging", None)
+if _CV2_LOGGING is not None:
+    _CV2_LOGGING.setLogLevel(_CV2_LOGGING.LOG_LEVEL_SILENT)
+else:
+    cv2.setLogLevel(0)
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 _EOI = b"\xff\xd9"
 _SOS = b"\xff\xda"
+
+
+# The folder that holds the hpsearch package: the repository in a checkout (configs/, hpsearch/splits/).
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+
+def portable_path(path: str | Path, base: str | Path, *, shipped: bool = False) -> str:
+    """How a written record names ``path``, so that no result carries one machine's folders.
+
+    Relative to ``base`` (the folder the record is written to), with ``..`` steps for a path beside it (a
+    data folder next to the results), which stays right when the two move together. With ``shipped``, a
+    file that ships with hpsearch (``configs/...``, ``hpsearch/splits/...``) is named relative to the
+    repository instead, as a reader finds it in any checkout.
+    """
+    target = Path(path).expanduser().resolve()
+    root = Path(base).expanduser().resolve()
+    if target.is_relative_to(root):
+        return target.relative_to(root).as_posix() or "."
+    if shipped and target.is_relative_to(_PACKAGE_PARENT):
+        return target.relative_to(_PACKAGE_PARENT).as_posix()
+    try:
+        return Path(os.path.relpath(target, root)).as_posix()
+    except ValueError:  # another drive on Windows: no relative form exists
+        return str(target)
 
 
 def default_cache_root() -> Path:

@@ -213,6 +213,16 @@ def make_split(
     return split
 
 
+def shown_source(source: str, base: Path) -> str:
+    """A split's source as a record in ``base`` names it: a split file by ``portable_path`` (a shipped one
+    relative to the repository), a word such as "random" as it is."""
+    if not Path(source).is_absolute():
+        return source
+    from hpsearch.data.io import portable_path
+
+    return portable_path(source, base, shipped=True)
+
+
 def save_split(split: Split, path: str | Path) -> Path:
     """Write ``split`` as JSON {train, val, test, source, seed, hash} (atomically) and return the path."""
     path = Path(path).expanduser()
@@ -220,7 +230,7 @@ def save_split(split: Split, path: str | Path) -> Path:
         "train": list(split.train),
         "val": list(split.val),
         "test": list(split.test),
-        "source": split.source,
+        "source": shown_source(split.source, path.parent),
         "seed": split.seed,
         "hash": split.hash,
     }

@@ -137,7 +137,12 @@ def parse_columns(values: Sequence[str] | None) -> list[str]:
 
 def with_cbam(cfg: RunConfig, source: str) -> RunConfig:
     """``cfg`` with ``model.name: cbam_unet``: the tuned CBAM column derived from an exported U-Net config."""
-    provenance = {**(cfg.provenance or {}), "derived": f"{source} with model.name cbam_unet"}
+    from hpsearch.data.io import portable_path
+
+    # A shipped file by its place in the repository: the provenance (part of a run's identity) then reads
+    # the same on every machine.
+    shown = portable_path(source, Path.cwd(), shipped=True)
+    provenance = {**(cfg.provenance or {}), "derived": f"{shown} with model.name cbam_unet"}
     overrides = {"model.name": "cbam_unet", "provenance": provenance}
     return resolve_run_config(cfg, overrides=overrides, source=f"{source} (as cbam_unet)")
 

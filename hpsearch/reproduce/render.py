@@ -23,12 +23,20 @@ def _fmt(mean: float | None, sd: float | None) -> str:
 
 
 def _rel(path: str, out_dir: Path | None) -> str:
-    if out_dir is None:
+    """A path of results.json as seen from the results folder (records name files relative to it already;
+    older ones carry absolute paths)."""
+    if out_dir is None or not Path(path).is_absolute():
         return path
     try:
         return str(Path(path).resolve().relative_to(out_dir.resolve()))
     except ValueError:
         return path
+
+
+def _is_shipped(config: str) -> bool:
+    """Whether a column's config file exists as named: absolute, or relative to the repository."""
+    path = Path(config)
+    return (path if path.is_absolute() else Path(__file__).resolve().parents[2] / path).is_file()
 
 
 def _train_images(col: dict[str, Any]) -> str:
@@ -165,14 +173,15 @@ def _commands(results: dict[str, Any], out_dir: Path | None) -> list[str]:
         "## Each column on its own",
         "",
         "Every column is a config file; training and testing one by hand is the same code path (run from "
-        "this folder: `<column>/config.yaml` paths are relative to it):",
+        "this folder: `<column>/config.yaml` and the data paths are relative to it; `configs/...` is in the "
+        "repository):",
         "",
         "```",
     ]
     data = results["data_dir"]
     modified = results["kind"] == "quick" or results.get("epochs_cap") or results.get("max_train_images")
     for k, c in results["columns"].items():
-        shipped = not modified and Path(c["config"]).is_file()
+        shipped = not modified and _is_shipped(c["config"])
         cfg_path = c["config"] if shipped else _rel(c["resolved_config"], out_dir)
         lines += [
             f"hpsearch train --config {cfg_path} --data {data} --out runs/{k}",

@@ -18,10 +18,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hpsearch.data.io import portable_path
+from hpsearch.data.splits import shown_source
 from hpsearch.errors import ConfigError, DataError
 from hpsearch.reproduce.columns import (
     COLUMNS,
@@ -45,7 +47,7 @@ from hpsearch.reproduce.sanity import (
     split_or_reason,
     warn_if_suspicious,
 )
-from hpsearch.training.config import RunConfig, dump_config, resolve_run_config
+from hpsearch.training.config import RunConfig, dump_config, portable_payload, resolve_run_config
 
 Log = Callable[[str], None]
 RUN_RECORD = "run.json"
@@ -226,6 +228,17 @@ def _evaluated_stems(per_case_csv: Path) -> list[str]:
         return [row["stem"] for row in csv.DictReader(fh)]
 
 
+def _what_trains(identity: Any) -> Any:
+    """An identity less where the data lay and where the config came from: a run copied to another machine
+    (another data folder, a config file elsewhere) is still the same run; its data is checked by hash."""
+    if not isinstance(identity, dict) or not isinstance(identity.get("config"), dict):
+        return identity
+    config = {**identity["config"], "provenance": None}
+    if isinstance(config.get("data"), dict):
+        config["data"] = {**config["data"], "path": None}
+    return {**identity, "config": config}
+
+
 def load_finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     """The record of a finished run in ``run_dir`` made with ``identity``, else None.
 
@@ -236,7 +249,7 @@ def load_finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | N
         record = json.loads((run_dir / RUN_RECORD).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("identity") != identity:
+    if not isinstance(record, dict) or _what_trains(record.get("identity")) != _what_trains(identity):
         return None
     if not (run_dir / "test" / "per_case.csv").is_file():
         return None
@@ -321,7 +334,7 @@ def train_and_test(
         "n_params": outcome.manifest.get("n_params"),
         "n_train": outcome.manifest.get("n_train"),
         "n_val": outcome.manifest.get("n_val"),
-        "resolved_config": outcome.config.model_dump(mode="json"),
+        "resolved_config": portable_payload(outcome.config, run_dir),
     }
     del outcome
     release_memory(resolve_device(cfg.train.device))
@@ -359,6 +372,20 @@ def run_once(
 # ------------------------------------------------------------------------------------------ a column
 
 
+def _resolved_config(record: dict[str, Any], run_dir: Path) -> RunConfig:
+    """A run record's resolved config; its ``data.path`` is written relative to the run's folder."""
+    cfg = RunConfig.model_validate(record["resolved_config"])
+    if cfg.data.path and not Path(cfg.data.path).is_absolute():
+        cfg.data.path = str((run_dir / cfg.data.path).resolve())
+    return cfg
+
+
+def _portable_source(source: str, out: Path) -> str:
+    """A column's source ("FILE" or "FILE (note)") with FILE named by ``portable_path``."""
+    path, sep, note = source.partition(" (")
+    return portable_path(path, out, shipped=True) + sep + note
+
+
 def _sd(values: Sequence[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
@@ -371,7 +398,7 @@ def _column_result(key: str, plan: Plan, runs: list[dict[str, Any]], cdir: Path)
     res = {
         "label": COLUMNS[key].label,
         "recipe": COLUMNS[key].recipe,
-        "config": plan.loaded[key][1],
+        "config": _portable_source(plan.loaded[key][1], plan.out),
         "provenance": _provenance_note(plan.loaded[key][0]),
         "model": cfg0.model.name,
         "model_kwargs": dict(cfg0.model.kwargs),
@@ -391,8 +418,8 @@ def _column_result(key: str, plan: Plan, runs: list[dict[str, Any]], cdir: Path)
         "iou_sd": _sd(iou),
         "wall_time_s": sum(r["train_wall_s"] + r["eval_wall_s"] for r in runs),
         "hardware": sorted({r["device"] for r in runs}),
-        "worst": str(cdir / "worst.png"),
-        "resolved_config": str(cdir / "config.yaml"),
+        "worst": portable_path(cdir / "worst.png", plan.out),
+        "resolved_config": portable_path(cdir / "config.yaml", plan.out),
         "runs": runs,
     }
     check_iou_le_dice(key, res["dice_mean"], res["iou_mean"])
@@ -412,19 +439,20 @@ def run_column(
         label = f"{key} seed {cfg.train.seed}"
         record, kept = run_once(cfg, run_dir, plan, label=label, progress=progress, log=log)
         if s == 0:
-            dump_config(RunConfig.model_validate(record["resolved_config"]), cdir / "config.yaml")
+            dump_config(_resolved_config(record, run_dir), cdir / "config.yaml")
         msg = warn_if_suspicious(label, record["dice"], log=log)
         if msg:
             warnings.append(msg)
         run = {k: v for k, v in record.items() if k not in ("identity", "resolved_config")}
+        # Files named relative to the results folder: results.json carries no machine's folders.
         run.update(
             kept=kept,
-            dir=str(run_dir),
-            curves=str(run_dir / "curves.png"),
-            worst=str(run_dir / "test" / "worst.png"),
+            dir=portable_path(run_dir, plan.out),
+            curves=portable_path(run_dir / "curves.png", plan.out),
+            worst=portable_path(run_dir / "test" / "worst.png", plan.out),
         )
         runs.append(run)
-    worst = Path(runs[0]["worst"])
+    worst = plan.out / runs[0]["worst"]
     if worst.is_file():
         shutil.copyfile(worst, cdir / "worst.png")
     return _column_result(key, plan, runs, cdir)
@@ -436,7 +464,7 @@ def run_column(
 def _split_info(plan: Plan) -> dict[str, Any]:
     split = plan.split
     return {
-        "source": split.source,
+        "source": shown_source(split.source, plan.out),
         "hash": split.hash,
         "counts": split.counts(),
         "official": plan.split_note is None,
@@ -495,8 +523,8 @@ def reproduce(
     results: dict[str, Any] = {
         "kind": "quick" if quick else "full",
         "scale": sorted({c.scale for c in plan.cfgs.values()}),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data_dir": str(plan.data_dir),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_dir": portable_path(plan.data_dir, plan.out),
         "n_seeds": seeds,
         "hardware": host_description(device),
         "epochs_cap": epochs,

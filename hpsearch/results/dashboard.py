@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Container
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import ConfigError
 from hpsearch.results.query import check_storage_exists, study_metric
@@ -69,6 +71,24 @@ def name_stored_metrics(storage: optuna.storages.BaseStorage) -> list[str]:
     return named
 
 
+def hide_waiting_trials(storage: optuna.storages.BaseStorage) -> None:
+    """Leave the WAITING trials out of what ``storage`` lists unless asked for by state.
+
+    Those are a study's budget tickets (``hpsearch create`` makes them up front so that any number of
+    workers share one exact budget); in the dashboard they would read as trials beside the ones that ran.
+    The budget itself is unchanged: only this storage object, the dashboard's own, lists them no more.
+    """
+    listed = storage.get_all_trials
+
+    def get_all_trials(
+        study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        trials = listed(study_id, deepcopy=deepcopy, states=states)
+        return trials if states is not None else [t for t in trials if t.state != TrialState.WAITING]
+
+    storage.get_all_trials = get_all_trials  # type: ignore[method-assign]
+
+
 def serve_dashboard(
     storage_url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, artifacts: Path | None = None
 ) -> None:
@@ -79,7 +99,8 @@ def serve_dashboard(
 
     The storage is opened with ``make_storage`` (same URL rules, masked errors) and artifacts come from the
     same ``FileSystemArtifactStore`` the workers upload to, so trial galleries and curves show in the UI.
-    hpsearch studies get their objective named by their metric first (``name_stored_metrics``).
+    hpsearch studies get their objective named by their metric first (``name_stored_metrics``), and their
+    budget tickets (WAITING trials) are kept out of sight (``hide_waiting_trials``).
     """
     from optuna_dashboard import run_server
 
@@ -91,6 +112,7 @@ def serve_dashboard(
         name_stored_metrics(storage)
     except optuna.exceptions.StorageInternalError as exc:  # e.g. a read-only database role: still serve
         log.warning("could not name the studies' objectives by their metric: %s", exc)
+    hide_waiting_trials(storage)
     store = artifact_store(storage_url, artifacts)
     warning = exposure_warning(host)
     if warning:

@@ -7,7 +7,7 @@ provenance is masked: an exported file is meant to be shared, the database passw
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +17,7 @@ import hpsearch
 from hpsearch.errors import ConfigError
 from hpsearch.results.query import best_exportable_trial, load_study, study_metric
 from hpsearch.search import keys
-from hpsearch.search.storage import mask_url
+from hpsearch.search.storage import mask_url, shown_url
 from hpsearch.training.config import RunConfig, dump_config, parse_run_config
 
 
@@ -68,7 +68,7 @@ def best_run_config(study: optuna.Study, storage_url: str) -> RunConfig:
         "direction": study.direction.name.lower(),
         "params": dict(best.params),
         "storage": mask_url(storage_url),
-        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         "hpsearch_version": study.user_attrs.get(keys.VERSION, hpsearch.__version__),
         "exported_by": hpsearch.__version__,
         "data_split_hash": study.user_attrs.get(keys.DATA_SPLIT_HASH),
@@ -93,4 +93,6 @@ def export_best(
     out = Path(out)
     if out.is_dir():
         out = out / f"{study.study_name.replace('/', '_')}_best.{fmt}"
+    # A SQLite file named relative to the export's folder, as dump_config names data.path.
+    cfg.provenance = {**(cfg.provenance or {}), "storage": shown_url(storage_url, out.parent)}
     return dump_config(cfg, out, fmt=fmt)

@@ -68,8 +68,22 @@ def _best_so_far_line(ax: Axes, study: optuna.Study, complete: list[FrozenTrial]
     )
 
 
+def _trial_axis(ax: Axes, trials: list[FrozenTrial]) -> None:
+    """Whole trial numbers, spanning the trials that ran (at least one unit wide, so one trial is centred)."""
+    ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ran = [t.number for t in trials if t.state != TrialState.WAITING]
+    if ran:
+        ax.set_xlim(min(ran) - 0.5, max(max(ran), min(ran) + 1) + 0.5)
+
+
 def plot_history(study: optuna.Study, path: Path) -> Path:
     """Objective per trial (complete), best value before pruning (pruned, grey x) and the best-so-far line."""
+    return _save(history_figure(study), path)
+
+
+def history_figure(study: optuna.Study) -> Figure:
+    """The figure ``plot_history`` saves."""
     maximize = is_maximize(study)
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
@@ -101,12 +115,14 @@ def plot_history(study: optuna.Study, path: Path) -> Path:
         ax.legend(loc="best", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no finished trials yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("trial")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(study_metric(study))
+    _trial_axis(ax, trials)
+    metric = study_metric(study)
+    ax.set_ylabel(f"{metric} (each trial's best epoch)")
+    if metric in UNIT_METRICS:  # one point would otherwise get an axis of +-0.05 around it
+        ax.set_ylim(0, 1.02)
     ax.set_title(f"{study.study_name}: optimisation history")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
 # --------------------------------------------------------------------------------------- intermediate
@@ -140,6 +156,11 @@ def _draw_curves(ax: Axes, trials: list[FrozenTrial], skip: int | None) -> list[
 def plot_intermediate(study: optuna.Study, path: Path) -> Path:
     """Per-epoch validation metric of every trial: complete blue, pruned grey (x where stopped), failed red,
     best bold orange."""
+    return _save(intermediate_figure(study), path)
+
+
+def intermediate_figure(study: optuna.Study) -> Figure:
+    """The figure ``plot_intermediate`` saves."""
     metric = study_metric(study)
     trials = study.get_trials(deepcopy=False)
     best_number = study.best_trial.number if any(t.state == TrialState.COMPLETE for t in trials) else None
@@ -166,12 +187,13 @@ def plot_intermediate(study: optuna.Study, path: Path) -> Path:
         )
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{metric} (validation)")
+    # Each trial reports its best epoch so far (what the pruner compares), so the curves only rise.
+    ax.set_ylabel(f"best {metric} so far (validation)")
     if metric in UNIT_METRICS:
         ax.set_ylim(0, 1.02)
-    ax.set_title(f"{study.study_name}: {metric} per epoch")
+    ax.set_title(f"{study.study_name}: best {metric} so far, per epoch")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
 # ----------------------------------------------------------------------------------------- importance

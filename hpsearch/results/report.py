@@ -30,7 +30,7 @@ def write_report(storage_url: str, study_name: str | None, out_dir: Path) -> Pat
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"report folder '{out_dir}' is a file; pass a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = build_report(study, storage_url)
+    data = build_report(study, storage_url, base=out_dir)
     plot_history(study, out_dir / HISTORY_PNG)
     plot_intermediate(study, out_dir / INTERMEDIATE_PNG)
     importances, note = param_importances(study)

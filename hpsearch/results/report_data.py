@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -20,7 +21,7 @@ from hpsearch.results.query import best_trial_summary, spec_dict, state_counts, 
 from hpsearch.search import keys
 from hpsearch.search.space import describe_range
 from hpsearch.search.spec import CategoricalParam, FloatParam, IntParam, Param, StudySpec
-from hpsearch.search.storage import mask_url
+from hpsearch.search.storage import mask_url, shown_url
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -302,16 +303,40 @@ def _cost_section(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, A
     }
 
 
-def _hardware(trial: FrozenTrial | None) -> dict[str, Any] | None:
-    """Where the best trial ran (its manifest): what the report's wall times were measured on."""
-    if trial is None:
+def _hardware(best: FrozenTrial | None, trials: list[FrozenTrial]) -> dict[str, Any] | None:
+    """Where the trials ran: the best trial's, else the latest trial's that recorded its hardware when it
+    started (a study with no finished trial still names it)."""
+    started = sorted((t for t in trials if t.user_attrs.get(keys.HARDWARE)), key=lambda t: t.number)
+    source = best if best is not None else (started[-1] if started else None)
+    if source is None:
         return None
-    manifest = trial.user_attrs.get(keys.MANIFEST) or {}
-    return {"device": trial.user_attrs.get(keys.DEVICE), **(manifest.get("hardware") or {})}
+    manifest = source.user_attrs.get(keys.MANIFEST) or {}
+    found = manifest.get("hardware") or source.user_attrs.get(keys.HARDWARE) or {}
+    return {"device": source.user_attrs.get(keys.DEVICE), **found}
 
 
-def build_report(study: optuna.Study, storage_url: str) -> dict[str, Any]:
-    """All numbers of the report as a JSON-safe dict (also what ``report.json`` holds)."""
+def _best_record(study: optuna.Study, best_trial: FrozenTrial | None, base: Path | None) -> Any:
+    if best_trial is None:
+        return None
+    best = best_trial_summary(study)
+    return best if base is None else _portable_best(best, base)
+
+
+def _portable_best(best: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The best trial's summary with its files named relative to the report's folder."""
+    from hpsearch.data.io import portable_path
+
+    return {
+        **best,
+        **{k: portable_path(best[k], base) for k in (keys.CHECKPOINT, keys.OUT_DIR) if best.get(k)},
+    }
+
+
+def build_report(study: optuna.Study, storage_url: str, base: Path | None = None) -> dict[str, Any]:
+    """All numbers of the report as a JSON-safe dict (also what ``report.json`` holds).
+
+    With ``base`` (the report's folder), files and a SQLite storage are named relative to it.
+    """
     trials = study.get_trials(deepcopy=False)
     maximize = is_maximize(study)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -321,17 +346,17 @@ def build_report(study: optuna.Study, storage_url: str) -> dict[str, Any]:
         "study": study.study_name,
         "metric": study_metric(study),
         "direction": study.direction.name.lower(),
-        "storage": mask_url(storage_url),
-        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "storage": mask_url(storage_url) if base is None else shown_url(storage_url, base),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "hpsearch_version": study.user_attrs.get(keys.VERSION),
         # Studies made before scales existed trained at the configured (full) sizes.
         "scale": study.user_attrs.get(keys.SCALE, "full"),
-        "hardware": _hardware(best_trial),
+        "hardware": _hardware(best_trial, trials),
         "data_split_hash": study.user_attrs.get(keys.DATA_SPLIT_HASH),
         "budget_n_trials": study.user_attrs.get(keys.BUDGET_N_TRIALS),
         "counts": {**state_counts(study), "total": len(trials)},
         "parameters": [*parameter_rows(study, best_trial), *filter(None, [epochs_row(study, best_trial)])],
-        "best": best_trial_summary(study) if best_trial is not None else None,
+        "best": _best_record(study, best_trial, base),
         "time": time_by_state(trials),
         "cost_to_target": _cost_section(study, trials),
         "top_trials": [{"number": t.number, "value": t.value, "params": dict(t.params)} for t in top],

@@ -42,7 +42,7 @@ def _or_dash(v: Any) -> str:
 
 def _hardware_text(hw: dict[str, Any] | None) -> str:
     if not hw:
-        return "—"
+        return "not recorded (no trial has started)"
     parts = [str(hw.get("device") or "")]
     if hw.get("cpu"):
         parts.append(f"CPU {hw['cpu']} ({hw.get('cores')} cores)")

@@ -31,6 +31,7 @@ OVERHEAD_S = "overhead_s"  # trial_wall_s - wall_time_s: storage writes, gallery
 RECORD_S = "record_s"
 TRAIN_IMG_PER_S = "train_img_per_s"
 DEVICE = "device"
+HARDWARE = "hardware"  # set as a trial starts (the manifest's "hardware"): a stopped trial names it too
 PEAK_MEMORY_MB = "peak_memory_mb"
 MANIFEST = "manifest"
 CHECKPOINT = "checkpoint"

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hpsearch.search import keys
-from hpsearch.training.progress import format_duration, is_interactive
+from hpsearch.training.progress import format_duration, is_interactive, log_console
 
 METRIC_LABELS = {"val_dice": "val Dice", "val_iou": "val IoU"}
 
@@ -36,7 +36,7 @@ class Board:
     best: float | None = None
     best_trial: int | None = None
     done: dict[str, int] = field(default_factory=dict)
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=log_console)
     live: Live | None = None
     epoch_lines: bool = False  # without a live table: one plain line per epoch (for logs and tail -f)
 
@@ -46,6 +46,9 @@ class Board:
         kind = ev["kind"]
         if kind == "start":
             self.metric = ev.get("metric", self.metric)
+            if self.live is None:  # in a log: what this trial tries, once, before its epoch lines
+                params = _fmt_params(ev.get("params", {})) or "no searched values"
+                self._line(f"trial {ev['trial']} started: {params}")
             row.update(
                 trial=ev["trial"],
                 params=_fmt_params(ev.get("params", {})),
@@ -59,7 +62,7 @@ class Board:
         elif kind == "epoch":
             row.update(epoch=ev["epoch"], epochs=ev.get("epochs"), value=ev["value"], step=None)
             if self.live is None and self.epoch_lines:
-                self.console.print(self.epoch_line(ev), highlight=False, markup=False, soft_wrap=True)
+                self._line(self.epoch_line(ev))
         elif kind == "end":
             row["state"] = ev["state"]
             self.done[ev["state"]] = self.done.get(ev["state"], 0) + 1
@@ -73,8 +76,12 @@ class Board:
                     if value is not None
                     else (f" ({reason})" if reason else "")
                 )
-                self.console.print(f"trial {ev['trial']} {ev['state']}{extra}", highlight=False, markup=False)
+                self._line(f"trial {ev['trial']} {ev['state']}{extra}")
         self.refresh()
+
+    def _line(self, text: str) -> None:
+        """One plain line of the log: no markup, no highlighting, never wrapped."""
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def poll(self, study: optuna.Study) -> None:
         """Rebuild rows from the storage (for workers in other processes)."""
@@ -102,18 +109,24 @@ class Board:
         self.refresh()
 
     def epoch_line(self, ev: dict[str, Any]) -> str:
-        """``trial 3 epoch 5/25 | train loss 0.2345 | best val Dice 0.7012 | 23.1 img/s | elapsed 2m13s``."""
+        """What ``train`` prints per epoch, for one trial: ``trial 3 epoch 5/25 | train loss 0.2345 |
+        val Dice 0.6950 (best 0.7012) | 23.1 img/s | elapsed 2m13s | trial left ~8m52s``."""
         worker = str(ev.get("worker", "0"))
         parts = [f"{'' if worker == '0' else f'worker {worker} '}trial {ev['trial']} "
                  f"epoch {ev['epoch']}/{ev.get('epochs', '?')}"]
         if ev.get("train_loss") is not None:
             parts.append(f"train loss {ev['train_loss']:.4f}")
-        if ev.get("value") is not None:
+        if ev.get("current") is not None:
+            best = f" (best {ev['value']:.4f})" if ev.get("value") is not None else ""
+            parts.append(f"{self.label} {ev['current']:.4f}{best}")
+        elif ev.get("value") is not None:
             parts.append(f"best {self.label} {ev['value']:.4f}")
         if ev.get("img_per_s") is not None:
             parts.append(f"{ev['img_per_s']:.1f} img/s")
         if ev.get("elapsed") is not None:
             parts.append(f"elapsed {format_duration(ev['elapsed'])}")
+        if ev.get("left_s") is not None:
+            parts.append(f"trial left ~{format_duration(ev['left_s'])}")
         return " | ".join(parts)
 
     @property

@@ -32,6 +32,7 @@ def trial_note(
     state: str,
     metric: str,
     differences: Mapping[str, Any],
+    searched: Mapping[str, Any] | None = None,
     best_value: float | None = None,
     best_epoch: int | None = None,
     epochs_run: int | None = None,
@@ -39,8 +40,9 @@ def trial_note(
     wall_s: float | None = None,
     reason: str | None = None,
 ) -> str:
-    """Markdown for the dashboard's note: outcome line, then the settings that differ from the study's fixed
-    part, so a person reading one trial sees what was tried without opening its config."""
+    """Markdown for the dashboard's note: outcome line, the values the search drew for this trial, then any
+    other setting that differs from the study's fixed part, so a person reading one trial sees what was
+    tried without opening its config."""
     head = f"**{state}**"
     if best_value is not None and best_epoch:
         head += f" · best {metric} {best_value:.4f} at epoch {best_epoch}"
@@ -51,11 +53,18 @@ def trial_note(
     lines = [head]
     if reason:
         lines.append(f"\n{'Pruned' if state == 'PRUNED' else 'Why'}: {reason}")
-    items = list(differences.items())
-    if items:
-        shown = ", ".join(f"`{k}={_fmt(v)}`" for k, v in items[:_NOTE_LIMIT])
-        more = f" and {len(items) - _NOTE_LIMIT} more" if len(items) > _NOTE_LIMIT else ""
-        lines.append(f"\nDiffers from the study's fixed settings: {shown}{more}")
-    else:
+    searched = dict(searched or {})
+    if searched:
+        lines.append(f"\nSearched values: {_listed(list(searched.items()))}")
+    others = [(k, v) for k, v in differences.items() if k not in searched]
+    if others:
+        lines.append(f"\nOther settings that differ from the study's fixed ones: {_listed(others)}")
+    elif not searched:
         lines.append("\nThe study's fixed settings, unchanged.")
     return "\n".join(lines) + "\n"
+
+
+def _listed(items: list[tuple[str, Any]]) -> str:
+    shown = ", ".join(f"`{k}={_fmt(v)}`" for k, v in items[:_NOTE_LIMIT])
+    more = f" and {len(items) - _NOTE_LIMIT} more" if len(items) > _NOTE_LIMIT else ""
+    return shown + more

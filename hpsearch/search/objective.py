@@ -5,6 +5,7 @@ Together with ``space.py`` this is the only code that touches ``optuna.Trial``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -23,8 +24,13 @@ from hpsearch.search.notes import config_differences, trial_note
 from hpsearch.search.space import suggest
 from hpsearch.search.spec import StudySpec
 from hpsearch.training.config import RunConfig, resolve_run_config
-from hpsearch.training.device import release_memory, resolve_device
+from hpsearch.training.device import describe_device, release_memory, resolve_device
+from hpsearch.training.manifest import hardware
 from hpsearch.training.runner import PreparedData, TrainOutcome, prepare_data, train_from_config
+from hpsearch.training.viz import plot_curves
+
+# A trial's FAIL reason when Ctrl-C stopped it.
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 Event = dict[str, Any]
 
@@ -214,6 +220,11 @@ class Objective:
             raise optuna.TrialPruned(str(exc)) from None
         except Exception as exc:  # any other failure: FAIL with a reason, the study goes on
             raise self._failed(run, exc) from None
+        except KeyboardInterrupt:
+            # Optuna marks the trial FAIL right after; give it its note and curves while it still runs.
+            with contextlib.suppress(Exception):
+                self._stopped(run, key=keys.FAIL_REASON, reason=INTERRUPTED, state="FAIL")
+            raise
         return self._record(run, outcome)
 
     def _start(self, trial: optuna.Trial) -> _Running:
@@ -225,20 +236,27 @@ class Objective:
         trial.set_user_attr(keys.WORKER, ctx.worker)
         trial.set_user_attr(keys.CONFIG, cfg.model_dump(mode="json"))
         trial.set_user_attr(keys.SEED, cfg.train.seed)
+        # Where it runs, from the start: a trial stopped before its end still names its hardware.
+        trial.set_user_attr(keys.DEVICE, describe_device(resolve_device(cfg.train.device)))
+        trial.set_user_attr(keys.HARDWARE, hardware())
         self._emit(
             kind="start", trial=trial.number, params=params, epochs=cfg.train.epochs, metric=spec.metric
         )
 
         def on_epoch(epoch: int, m: dict[str, float]) -> None:
+            elapsed = time.perf_counter() - started
             self._emit(
                 kind="epoch",
                 trial=trial.number,
                 epoch=epoch,
                 epochs=cfg.train.epochs,
                 value=cb.best,
+                current=m.get(spec.metric),
                 train_loss=m.get("train_loss"),
                 img_per_s=m.get("train_img_per_s"),
-                elapsed=time.perf_counter() - started,
+                elapsed=elapsed,
+                # The epochs so far, at their mean pace (the data preparation is in the first one).
+                left_s=elapsed / epoch * (cfg.train.epochs - epoch) if epoch else None,
             )
             if ctx.deadline is not None and epoch < cfg.train.epochs and time.monotonic() >= ctx.deadline:
                 # The study's wall-time budget is spent: stop here, so the study ends near the time asked
@@ -263,8 +281,9 @@ class Objective:
             key=key,
             reason=reason,
         )
-        _drop_empty(run.out_dir)
         history = run.callback.history
+        self._stopped_curves(run, state)
+        _drop_empty(run.out_dir)
         best = None
         if history:
             pick = max if spec.direction == "maximize" else min
@@ -279,12 +298,32 @@ class Objective:
         )
         self._emit(kind="end", trial=run.trial.number, state=state, reason=reason)
 
+    def _stopped_curves(self, run: _Running, state: str) -> None:
+        """A pruned or failed trial's curves so far, as the dashboard shows a finished one's (uploaded while
+        the trial still runs: a finished trial takes no artifact). A convenience: it never fails the trial."""
+        if not run.callback.history or self.ctx.artifact_store is None:
+            return
+        from optuna.artifacts import upload_artifact
+
+        try:
+            path = plot_curves(
+                run.callback.history, run.out_dir / "curves.png", title=f"trial {run.trial.number} ({state})"
+            )
+            ids = {"curves": upload_artifact(
+                artifact_store=self.ctx.artifact_store, file_path=str(path), study_or_trial=run.trial,
+                mimetype="image/png",
+            )}  # fmt: skip
+            run.trial.set_user_attr(keys.ARTIFACTS, ids)
+        except Exception as exc:  # noqa: BLE001 - the record of the trial is what counts
+            run.trial.set_user_attr(keys.NOTE_ERROR, f"curves: {type(exc).__name__}: {exc}"[:500])
+
     def _note(self, run: _Running, **outcome: Any) -> None:
         """The trial's note in optuna-dashboard (a failure to write it never fails the trial)."""
         from optuna_dashboard import save_note
 
         note = trial_note(
             metric=self.ctx.spec.metric,
+            searched=dict(run.trial.params),
             differences=config_differences(run.cfg.model_dump(mode="json"), self.reference()),
             epochs=run.cfg.train.epochs,
             wall_s=time.perf_counter() - run.started,

@@ -11,8 +11,10 @@ from typing import Any
 
 import yaml
 
-from hpsearch.errors import ConfigError
 from hpsearch.search.storage import StorageOptions
+from hpsearch.training.config import parse_overrides
+
+__all__ = ["SearchOptions", "parse_overrides", "set_args"]
 
 
 @dataclass
@@ -39,20 +41,6 @@ class SearchOptions:
     def out_root(self) -> Path:
         """The folder that holds one sub-folder per study."""
         return Path(self.out or "runs")
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["train.epochs=2", "data.augmentation=none"]`` -> {path: YAML-parsed value}."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set '{item}' is not KEY=VALUE; e.g. --set train.epochs=2")
-        key, raw = item.split("=", 1)
-        try:
-            out[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set '{item}': the value is not valid YAML") from None
-    return out
 
 
 def set_args(overrides: dict[str, Any]) -> list[str]:

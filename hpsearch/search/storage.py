@@ -41,6 +41,17 @@ def mask_url(url: str) -> str:
         return url
 
 
+def shown_url(url: str, base: str | Path) -> str:
+    """The storage URL as a written record shows it: password masked, a SQLite file named relative to
+    ``base`` (the record's folder) so that the record carries no machine's folders."""
+    path = sqlite_path(url)
+    if path is None:
+        return mask_url(url)
+    from hpsearch.data.io import portable_path
+
+    return f"sqlite:///{portable_path(path, base)}"
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind a SQLite URL; None for other databases and for an in-memory SQLite."""
     if not url.startswith("sqlite:///"):

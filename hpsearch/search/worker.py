@@ -20,14 +20,13 @@ from optuna.trial import TrialState
 from hpsearch.errors import ConfigError, StorageError
 from hpsearch.search import keys
 from hpsearch.search.lifecycle import PreparedStudy, open_study
-from hpsearch.search.objective import Event, Objective, TrialContext
+from hpsearch.search.objective import INTERRUPTED, Event, Objective, TrialContext
 from hpsearch.search.options import SearchOptions
 from hpsearch.search.plan import LengthPlan, default_plan, stored_plan, study_epochs
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.storage import STORAGE_ERRORS, artifact_store, heartbeat_ages
 from hpsearch.search.strategies import build_sampler, study_pruner
 
-INTERRUPTED = "interrupted (Ctrl-C)"
 _STARTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 

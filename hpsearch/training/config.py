@@ -28,7 +28,9 @@ class DataConfig(StrictModel):
     """Where the data is, how it is split and how it is fed to the model."""
 
     path: str | None = Field(
-        default=None, description="dataset folder with images/ and masks/ (CLI --data / HPSEARCH_DATA win)"
+        default=None,
+        description="dataset folder with images/ and masks/, in a file relative to the file's folder "
+        "(CLI --data / HPSEARCH_DATA win)",
     )
     split_file: str | None = Field(
         default=None, description="folder with train.txt + test.txt/val.txt, or a split JSON"
@@ -192,17 +194,49 @@ def parse_run_config(data: dict[str, Any], source: str = "config") -> RunConfig:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Load and validate a run config YAML (or JSON, which is YAML) file."""
-    return parse_run_config(read_yaml(path), source=str(path))
+    """Load and validate a run config YAML (or JSON, which is YAML) file.
+
+    A relative ``data.path`` is read relative to the file's folder (as ``dump_config`` writes it), so a
+    config moved together with its data folder still finds it.
+    """
+    cfg = parse_run_config(read_yaml(path), source=str(path))
+    if cfg.data.path and not Path(cfg.data.path).expanduser().is_absolute():
+        cfg.data.path = str((Path(path).parent / cfg.data.path).resolve())
+    return cfg
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=2", "data.augmentation=none"]`` -> {path: YAML-parsed value}."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set '{item}' is not KEY=VALUE; e.g. --set train.epochs=2")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set '{item}': the value is not valid YAML") from None
+    return out
+
+
+def portable_payload(config: RunConfig, base: str | Path) -> dict[str, Any]:
+    """The config as JSON-safe data for a file written in ``base``: ``data.path`` relative to that folder,
+    so that the file carries no machine's folders."""
+    from hpsearch.data.io import portable_path
+
+    payload = config.model_dump(mode="json")
+    if config.data.path:
+        payload["data"]["path"] = portable_path(config.data.path, base)
+    return payload
 
 
 def dump_config(config: RunConfig, path: str | Path, *, fmt: Literal["yaml", "json"] = "yaml") -> Path:
-    """Write a config so that ``load_config`` reads back an equal object."""
+    """Write a config so that ``load_config`` reads back an equal object (``data.path`` resolved)."""
     import json
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    payload = config.model_dump(mode="json")
+    payload = portable_payload(config, p.parent)
     if fmt == "json":
         p.write_text(json.dumps(payload, indent=2) + "\n")
     else:

@@ -21,7 +21,7 @@ from hpsearch.data.cache import resize_pair
 from hpsearch.data.check import verify_dataset
 from hpsearch.data.dataset import normalize
 from hpsearch.data.discover import Pair
-from hpsearch.data.io import read_image, read_mask
+from hpsearch.data.io import portable_path, read_image, read_mask
 from hpsearch.data.splits import split_for
 from hpsearch.errors import DataError
 from hpsearch.training.checkpoint import load_checkpoint
@@ -30,7 +30,15 @@ from hpsearch.training.device import resolve_device
 from hpsearch.training.metrics import SegMetrics, resize_logits_to
 from hpsearch.training.viz import save_gallery
 
-__all__ = ["CaseResult", "SplitName", "evaluate_checkpoint", "load_checkpoint", "select_stems"]
+__all__ = [
+    "CaseResult",
+    "SplitName",
+    "evaluate_checkpoint",
+    "load_checkpoint",
+    "select_stems",
+    "split_source",
+    "unsealed_warning",
+]
 
 SplitName = Literal["train", "val", "test", "all"]
 
@@ -70,6 +78,28 @@ def select_stems(
     except DataError as exc:
         raise DataError(f"{exc}; to evaluate on a different dataset use --split all") from None
     return list(getattr(parts, split))
+
+
+def split_source(cfg: RunConfig, split: SplitName, split_file: str | None) -> str:
+    """Which split is scored, in words: a sealed split file's name, or the seeded random carve."""
+    if split == "all":
+        return "every pair in the folder"
+    chosen = split_file or cfg.data.split_file
+    if chosen:
+        return f"split file {chosen}"
+    return f"the seeded random split (split_seed {cfg.data.split_seed}, no split_file)"
+
+
+def unsealed_warning(cfg: RunConfig, split: SplitName, split_file: str | None) -> str | None:
+    """A warning when ``test`` is not a sealed test set: without a split file it is a seeded random carve of
+    this folder, which differs from an official test set (for Kvasir-SEG, the 120 of kvasir-official)."""
+    if split != "test" or split_file or cfg.data.split_file:
+        return None
+    return (
+        "the run's config has no data.split_file, so 'test' is a seeded random carve of this folder, not a "
+        "sealed test set; pass --split-file (for Kvasir-SEG: --split-file kvasir-official, its 120 test "
+        "images) to score the official one"
+    )
 
 
 @dataclass
@@ -156,6 +186,7 @@ def evaluate_checkpoint(
     summary = scores.metrics.compute()
     metrics: dict[str, Any] = {
         "split": split,
+        "split_source": split_source(cfg, split, split_file),
         "n": summary["n"],
         "dice_mean": summary["dice"],
         "dice_sd": summary["dice_sd"],
@@ -165,9 +196,10 @@ def evaluate_checkpoint(
         "threshold": 0.5,
         "resolution": "original mask resolution (logits upsampled bilinearly)",
         "empty_policy": "empty ground truth + empty prediction scores 1.0",
-        "checkpoint": str(checkpoint),
+        # Named relative to the output folder: the record carries no machine's folders.
+        "checkpoint": portable_path(checkpoint, out_dir),
         "checkpoint_epoch": ckpt.get("epoch"),
-        "data_dir": str(ddir),
+        "data_dir": portable_path(ddir, out_dir),
         "model": cfg.model.name,
     }
     out = Path(out_dir)

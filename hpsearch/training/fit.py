@@ -72,8 +72,16 @@ class FitResult:
         """The history row of the best epoch."""
         return self.history[self.best_epoch - 1] if self.best_epoch else {}
 
-    def summary(self) -> dict[str, Any]:
-        """The one JSON-safe record of a finished fit: what a trial, metrics.json and reproduce store."""
+    def summary(self, base: Path | None = None) -> dict[str, Any]:
+        """The one JSON-safe record of a finished fit: what a trial, metrics.json and reproduce store.
+
+        With ``base`` (the folder a file record is written to) the checkpoint is named relative to it.
+        """
+        checkpoint = self.checkpoint_path
+        if checkpoint is not None and base is not None:
+            from hpsearch.data.io import portable_path
+
+            checkpoint = portable_path(checkpoint, base)
         return {
             "monitor": self.monitor,
             "best_value": self.best_value if math.isfinite(self.best_value) else None,
@@ -86,7 +94,7 @@ class FitResult:
             "device": self.device,
             "peak_memory_mb": self.peak_memory_mb,
             "history": [dict(row) for row in self.history],
-            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
+            "checkpoint": str(checkpoint) if checkpoint else None,
             "resumed_from_epoch": self.resumed_from_epoch,
         }
 

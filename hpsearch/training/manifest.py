@@ -7,7 +7,7 @@ import os
 import platform
 import random
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
@@ -67,6 +67,6 @@ def build_manifest(*, seed: int, device: str, split_hash: str, data_fingerprint:
         "versions": package_versions(),
         "platform": platform.platform(),
         "hardware": hardware(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
     }

@@ -15,7 +15,16 @@ from collections.abc import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-_console = Console(stderr=True)
+
+def log_console(*, stderr: bool = True) -> Console:
+    """A rich console that wraps lines only on a terminal: in a log file a line stays one line, however
+    long (rich would otherwise wrap it at 80 columns)."""
+    console = Console(stderr=stderr)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+_console = log_console()
 
 
 def is_interactive() -> bool:

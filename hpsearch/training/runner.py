@@ -26,7 +26,7 @@ from hpsearch.data.splits import Split, split_for
 from hpsearch.errors import ConfigError
 from hpsearch.models import create_model
 from hpsearch.training.checkpoint import ResumePoint
-from hpsearch.training.config import DataConfig, RunConfig
+from hpsearch.training.config import DataConfig, RunConfig, portable_payload
 from hpsearch.training.device import autocast, describe_device, resolve_device
 from hpsearch.training.fit import Callback, FitResult, fit
 from hpsearch.training.manifest import build_manifest, seed_everything
@@ -328,8 +328,8 @@ def train_from_config(
         model, data, device, out / "val_worst.png", cfg.train.gallery_k, amp=cfg.train.amp
     )
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(
-        json.dumps({**result.summary(), "config": config_json, "manifest": manifest}, indent=2)
-    )
+    # Files named relative to the output folder, the data folder too: the record carries no machine's folders.
+    record = {**result.summary(base=out), "config": portable_payload(cfg, out), "manifest": manifest}
+    metrics_path.write_text(json.dumps(record, indent=2))
     curves = plot_curves(result.history, out / "curves.png", title=f"{cfg.model.name}: {description}")
     return TrainOutcome(result, cfg, out, manifest, metrics_path, curves, gallery)

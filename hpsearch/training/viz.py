@@ -85,9 +85,19 @@ def _outline(panel: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -
     return out
 
 
+def _text_width(text: str, scale: float = 0.5) -> int:
+    """Pixels that ``_text_bar`` needs for ``text`` at ``scale``, margins included."""
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] + 12
+
+
 def _text_bar(text: str, width: int, height: int = _BAR) -> np.ndarray:
+    """``text`` on a white bar, its font shrunk until the whole text fits the width (a narrow row of
+    portrait images would otherwise cut off its end)."""
     bar = np.full((height, width, 3), 255, np.uint8)
-    cv2.putText(bar, text, (6, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    scale = 0.5
+    while scale > 0.25 and _text_width(text, scale) > width:
+        scale -= 0.025
+    cv2.putText(bar, text, (6, height - 7), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return bar
 
 
@@ -111,6 +121,7 @@ def save_gallery(
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     rows: list[np.ndarray] = []
+    labels: list[str] = []
     for img, gt, pr, sc, name in zip(images, truths, preds, scores, names, strict=True):
         rgb = _to_rgb_u8(img)
         truth, pred = _overlay(rgb, np.asarray(gt), (0, 255, 0)), _overlay(rgb, np.asarray(pr), (255, 0, 255))
@@ -118,10 +129,15 @@ def save_gallery(
         # The truth's outline on the prediction: misses and false alarms show without looking back and forth.
         panels[2] = _outline(panels[2], gt, (0, 200, 0))
         row = np.concatenate(panels, axis=1)
-        label = f"{name}  |  ground truth  |  prediction (truth outlined), Dice {float(sc):.3f}"
-        rows.append(np.concatenate([_text_bar(label, row.shape[1]), row], axis=0))
-    width = max([r.shape[1] for r in rows], default=3 * panel_height)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+        rows.append(row)
+        labels.append(f"Dice {float(sc):.3f}  |  {name}  |  ground truth  |  prediction (truth outlined)")
+    # As wide as the widest row and the longest label: a row of narrow (portrait) images keeps its label.
+    width = max([r.shape[1] for r in rows] + [_text_width(t) for t in labels], default=3 * panel_height)
+    rows = [
+        np.concatenate([_text_bar(label, width), np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)),
+                                                          constant_values=255)], axis=0)
+        for label, r in zip(labels, rows, strict=True)
+    ]  # fmt: skip
     if not rows:  # still write a picture, so that a link to it never dangles
         rows = [_text_bar("no cases", width, panel_height)]
     canvas = np.concatenate([_text_bar(title, width, _BAR + 6), *rows], axis=0)
