@@ -297,7 +297,7 @@ def test_unknown_column_is_one_line(tmp_path: Path, synth_data: Path) -> None:
         ("tuned", "tuned_unet.yaml", ("model", "kwargs", "base_width"), 32, ("unet", "tuned")),
         ("tuned", "tuned_unet.yaml", ("data", "max_train_images"), 100, ("unet", "tuned")),
         ("tuned", "tuned_unet.yaml", ("data", "max_train_images"), 100, ("tuned", "tuned_cbam")),
-        ("tuned_cbam", "tuned_cbam_unet.yaml", ("train", "batch_size"), 8, ("tuned", "tuned_cbam")),
+        ("tuned_cbam", "tuned_cbam_unet.yaml", ("train", "batch_size"), 16, ("tuned", "tuned_cbam")),
         ("wide_deep", "report_wide_deep.yaml", ("train", "epochs"), 50, ("unet", "wide_deep")),
     ],
 )
