@@ -200,13 +200,13 @@ def dump_config(config: RunConfig, path: str | Path, *, fmt: Literal["yaml", "js
     """Write a config so that ``load_config`` reads back an equal object."""
     import json
 
+    from hpsearch.training.outputs import atomic_output
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     payload = config.model_dump(mode="json")
-    if fmt == "json":
-        p.write_text(json.dumps(payload, indent=2) + "\n")
-    else:
-        p.write_text(yaml.safe_dump(payload, sort_keys=False))
+    text = json.dumps(payload, indent=2) + "\n" if fmt == "json" else yaml.safe_dump(payload, sort_keys=False)
+    with atomic_output(p, what="config") as tmp:
+        tmp.write_text(text)
     return p
 
 
