@@ -6,15 +6,19 @@ is about the connection; what is stored in it (studies, tickets) is ``lifecycle.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import os
 import random
+import shutil
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 import sqlalchemy.exc
@@ -22,9 +26,13 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.errors import StorageError
+from hpsearch.training.outputs import atomic_output, check_writable, describe_cause
 
 # What a dropped database connection raises through Optuna's RDB storage.
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
+# A fixed key for PostgreSQL's advisory lock around opening a storage (any constant bigint would do).
+_SCHEMA_LOCK_KEY = 0x68707365617263  # "hpsearc"
+_RACE_SIGNS = ("already exists", "duplicate key", "unique constraint", "alembic_version")
 _EXAMPLE_URLS = "sqlite:///hpsearch.db or postgresql+psycopg://user:password@host:5432/db"
 
 
@@ -186,14 +194,60 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
             )
         # WAL lets readers (dashboard, other workers) proceed while one writer commits; the mode is
         # persistent in the file, so setting it once here is enough.
-        with sqlite3.connect(path, timeout=60) as con:
-            con.execute("PRAGMA journal_mode=WAL")
+        try:
+            with sqlite3.connect(path, timeout=60) as con:
+                con.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:  # "unable to open database file", "disk I/O error": say which and why
+            raise StorageError(
+                f"storage '{mask_url(url)}': cannot open '{path}': {describe_cause(exc, path)}; the file's "
+                "folder must be writable (SQLite adds -wal and -shm files beside it) and have free space"
+            ) from None
     # The busy timeout makes a writer wait for the lock instead of failing with "database is locked".
     return {"connect_args": {"timeout": 60}}
 
 
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Held while a process opens the storage, so that workers started together on a new database create
+    Optuna's tables once: the others wait here and then find the tables (and the schema version) in place.
+
+    SQLite: an exclusive ``flock`` on the database's folder (no lock file is left behind). PostgreSQL: a
+    session advisory lock. Other databases: none (the retry in ``_open_rdb`` still covers them).
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+        return
+    if not url.startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as con:
+            con.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                con.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) -> RDBStorage:
-    """``_Storage(url)``, retried while workers started together race to create Optuna's tables."""
+    """``_Storage(url)`` under the schema lock, retried should a race to create the tables slip past it."""
+    with _schema_lock(url):
+        return _open_rdb_unlocked(url, engine_kwargs, options)
+
+
+def _open_rdb_unlocked(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) -> RDBStorage:
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
@@ -210,10 +264,10 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) 
                     ),
                 )
         except Exception as exc:
-            # The losers of the race see "already exists" / "duplicate key". The tables are there now: open
-            # again.
+            # The losers of a race see "already exists", "duplicate key" (PostgreSQL) or "UNIQUE constraint
+            # failed: alembic_version" (SQLite). The tables are there now: open again.
             text = str(exc).lower()
-            if attempt == 4 or not ("already exists" in text or "duplicate key" in text):
+            if attempt == 4 or not any(sign in text for sign in _RACE_SIGNS):
                 raise
             time.sleep(0.2 + random.random())
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
@@ -263,9 +317,15 @@ def artifact_store(url: str, explicit: str | Path | None = None) -> Any:
     """A FileSystemArtifactStore next to the storage (shared by workers and the dashboard)."""
     from optuna.artifacts import FileSystemArtifactStore
 
-    path = artifact_dir(url, explicit)
-    path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
+    class _WholeFiles(FileSystemArtifactStore):
+        """Writes each artifact whole or not at all: a full disk leaves no truncated PNG behind."""
+
+        def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+            with atomic_output(self._get_filepath(artifact_id), what="artifact") as tmp, tmp.open("wb") as fh:
+                shutil.copyfileobj(content_body, fh)
+
+    path = check_writable(artifact_dir(url, explicit), what="artifact store")
+    return _WholeFiles(str(path))
 
 
 def study_exists(storage: RDBStorage, name: str) -> bool:

@@ -7,27 +7,30 @@ trial FAIL and puts its ticket back as a re-run of the same parameters.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from hpsearch.errors import ConfigError, StorageError
+from hpsearch.errors import ConfigError, OutputError, StorageError
 from hpsearch.search import keys
 from hpsearch.search.lifecycle import PreparedStudy, open_study
 from hpsearch.search.objective import Event, Objective, TrialContext
 from hpsearch.search.options import SearchOptions
 from hpsearch.search.plan import LengthPlan, default_plan, stored_plan, study_epochs
 from hpsearch.search.spec import StudySpec
-from hpsearch.search.storage import STORAGE_ERRORS, artifact_store, heartbeat_ages
+from hpsearch.search.storage import STORAGE_ERRORS, artifact_dir, artifact_store, heartbeat_ages, sqlite_path
 from hpsearch.search.strategies import build_sampler, study_pruner
+from hpsearch.training.checkpoint import checkpoint_bytes
+from hpsearch.training.outputs import MIB, check_writable
 
 INTERRUPTED = "interrupted (Ctrl-C)"
+OUTPUT_FAULT = "output fault"  # a disk or folder fault: the operator's, so the trial's ticket goes back
 _STARTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -100,16 +103,28 @@ class _Step(enum.Enum):
     INTERRUPTED = "interrupted"
 
 
-def _say_why_on_interrupt(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+class _Abort(BaseException):
+    """Ctrl-C or an output fault inside a trial, carried past Optuna.
+
+    Optuna would log a traceback for it and record the trial FAIL with its ticket used up. Deriving from
+    BaseException (not Exception, not KeyboardInterrupt) lets it pass Optuna untouched: the trial is still
+    RUNNING when ``_run_one`` catches it, and ``_abandon`` fails it and puts its ticket back.
+    """
+
+    def __init__(self, reason: str, error: OutputError | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+def _guard(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
     def guarded(trial: optuna.Trial) -> float:
         try:
             return objective(trial)
         except KeyboardInterrupt:
-            # Say why while the trial is still RUNNING: Optuna marks it FAIL right after, and a finished
-            # trial's attributes can no longer be written.
-            with contextlib.suppress(Exception):
-                trial.set_user_attr(keys.FAIL_REASON, INTERRUPTED)
-            raise
+            raise _Abort(INTERRUPTED) from None
+        except OutputError as exc:
+            raise _Abort(f"{OUTPUT_FAULT}: {exc}"[:500], exc) from None
 
     return guarded
 
@@ -124,6 +139,11 @@ def _run_one(
     study.last_trial_id = None
     try:
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[record])
+    except _Abort as stop:
+        _abandon(study, reason=stop.reason)
+        if stop.error is not None:
+            raise stop.error from None  # the operator must act: this worker stops, with one line
+        return _Step.INTERRUPTED
     except BudgetSpent:
         # A trial whose worker died shortly before the budget ran out is not stale yet; leaving now would
         # strand it RUNNING until some later worker came by. Wait for it to go stale and re-run it.
@@ -141,6 +161,7 @@ def run_trials(
     max_trials: int | None = None,
     timeout: float | None = None,
     on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    before_claim: Callable[[], None] | None = None,
 ) -> WorkerSummary:
     """Run trials one at a time until the budget, ``max_trials`` or ``timeout`` is spent.
 
@@ -149,7 +170,9 @@ def run_trials(
     fails in Optuna's own bookkeeping (claiming or telling a trial while the database restarts) does the same
     to that trial and goes on; three such failures in a row end the worker with a StorageError. When the
     budget is spent, the worker still checks that no RUNNING trial has silently died before it leaves
-    (``_await_silent_trials``).
+    (``_await_silent_trials``). ``before_claim`` runs before every claim (the output checks); what it
+    raises ends the worker before it takes a ticket. A disk or folder fault inside a trial (``OutputError``)
+    fails the trial, puts its ticket back and ends the worker with that error.
     """
     if not study.budgeted and max_trials is None and timeout is None:
         raise ConfigError("a study without a budget (n_trials) needs --n-trials or --timeout")
@@ -162,11 +185,13 @@ def run_trials(
         if on_trial_end is not None:
             on_trial_end(frozen)
 
-    guarded = _say_why_on_interrupt(objective)
+    guarded = _guard(objective)
     storage_errors = 0
     while max_trials is None or len(summary.trials) < max_trials:
         if timeout is not None and time.monotonic() - t0 >= timeout:
             break
+        if before_claim is not None:
+            before_claim()
         try:
             step = _run_one(study, guarded, record)
         except STORAGE_ERRORS as exc:
@@ -270,6 +295,19 @@ def study_plan(prepared: PreparedStudy, attrs: dict, opts: SearchOptions) -> Len
     return plan
 
 
+def check_outputs(prepared: PreparedStudy, artifacts: str | Path | None) -> None:
+    """Every folder a trial writes to takes a file and has room for a checkpoint: the trial output root, the
+    artifact store and (SQLite) the database's folder. Raises ``OutputError`` naming the folder."""
+    if prepared.need_bytes is None:  # once per worker: it builds the study's model to weigh it
+        base = prepared.base
+        prepared.need_bytes = (checkpoint_bytes(base) if base is not None else 0) + MIB
+    check_writable(prepared.out_root, what="trial output folder", need_bytes=prepared.need_bytes)
+    check_writable(artifact_dir(prepared.storage_url, artifacts), what="artifact store", need_bytes=MIB)
+    db = sqlite_path(prepared.storage_url)
+    if db is not None:
+        check_writable(db.parent, what="folder of the SQLite storage", need_bytes=MIB)
+
+
 def run_worker(
     opts: SearchOptions,
     *,
@@ -293,6 +331,7 @@ def run_worker(
         budgeted=budgeted,
         plan=plan,
     )
+    check_outputs(prepared, opts.artifacts)  # before joining the queue: nothing is claimed on a bad disk
     # A resource study's trials train to the plan's top length (the pruner stops most of them earlier).
     caps = [c for c in (opts.max_epochs, plan.top if plan else None) if c is not None]
     ctx = TrialContext(
@@ -309,5 +348,11 @@ def run_worker(
         # --timeout is a wall-time budget: no trial starts after it; a running one stops at its next epoch.
         deadline=time.monotonic() + opts.timeout if opts.timeout is not None else None,
     )
-    summary = run_trials(study, Objective(ctx), max_trials=max_trials, timeout=opts.timeout)
+    summary = run_trials(
+        study,
+        Objective(ctx),
+        max_trials=max_trials,
+        timeout=opts.timeout,
+        before_claim=lambda: check_outputs(prepared, opts.artifacts),
+    )
     return summary, prepared

@@ -49,6 +49,8 @@ def _probe_folder(path: Path) -> str | None:
         return None
     if st.f_flag & os.ST_RDONLY:
         return _FAULT_ERRNOS[errno.EROFS]
+    if not os.access(folder, os.W_OK):
+        return _FAULT_ERRNOS[errno.EACCES]
     if st.f_bavail * st.f_frsize < MIB:
         return _FAULT_ERRNOS[errno.ENOSPC]
     return None
