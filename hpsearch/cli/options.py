@@ -127,6 +127,13 @@ StudyScaleOpt = Annotated[
         show_default=False,
     ),
 ]
+AllowEmptyMasksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty-masks",
+        help="accept a dataset whose masks are all empty (refused by default: nothing to segment)",
+    ),
+]
 CompileOpt = Annotated[
     CompileMode | None, typer.Option("--compile", help="torch.compile (overrides the configs)")
 ]

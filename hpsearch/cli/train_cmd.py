@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hpsearch.cli._app import app, console
-from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit, ScaleOpt
+from hpsearch.cli.options import AllowEmptyMasksOpt, DataOpt, DeviceOpt, EvalSplit, ScaleOpt
 
 
 @app.command()
@@ -27,6 +27,7 @@ def train(
             "(state saved at most once a minute in OUT/resume.pt); --no-resume starts over"
         ),
     ] = True,
+    allow_empty_masks: AllowEmptyMasksOpt = False,
 ) -> None:
     """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png.
 
@@ -37,6 +38,8 @@ def train(
     from hpsearch.training.validate import check_registry_names
 
     cfg = resolve_run_config(load_config(config), device=device, scale=scale, source=str(config))
+    if allow_empty_masks:
+        cfg.data.allow_empty_masks = True
     check_registry_names(cfg, source=str(config))
     outcome = train_from_config(cfg, data_dir=data, out_dir=out, resume=resume)
     r = outcome.result

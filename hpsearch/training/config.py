@@ -45,6 +45,11 @@ class DataConfig(StrictModel):
         description="where augmentation runs: 'device' uses the torch implementation of the preset on the "
         "training device; 'auto' picks device on CUDA for presets that have one, else cpu (albumentations)",
     )
+    allow_empty_masks: bool = Field(
+        default=False,
+        description="accept a dataset whose masks are all empty (nothing to segment: Dice stays 0); "
+        "without it such a dataset is refused as a likely mistake",
+    )
     max_train_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
     max_val_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
 
