@@ -194,10 +194,14 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
             )
         # WAL lets readers (dashboard, other workers) proceed while one writer commits; the mode is
         # persistent in the file, so setting it once here is enough.
+        new = not path.exists()
         try:
             with sqlite3.connect(path, timeout=60) as con:
                 con.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:  # "unable to open database file", "disk I/O error": say which and why
+            if new:  # leave no empty database file behind on a full disk
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
             raise StorageError(
                 f"storage '{mask_url(url)}': cannot open '{path}': {describe_cause(exc, path)}; the file's "
                 "folder must be writable (SQLite adds -wal and -shm files beside it) and have free space"

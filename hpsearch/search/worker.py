@@ -295,6 +295,12 @@ def study_plan(prepared: PreparedStudy, attrs: dict, opts: SearchOptions) -> Len
     return plan
 
 
+def _something_to_claim(study: WorkerStudy) -> bool:
+    # A worker that finds the budget spent leaves with exit 0 whatever the disk: the checks are for claims.
+    waiting = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+    return bool(waiting) or not study.budgeted
+
+
 def check_outputs(prepared: PreparedStudy, artifacts: str | Path | None) -> None:
     """Every folder a trial writes to takes a file and has room for a checkpoint: the trial output root, the
     artifact store and (SQLite) the database's folder. Raises ``OutputError`` naming the folder."""
@@ -353,6 +359,6 @@ def run_worker(
         Objective(ctx),
         max_trials=max_trials,
         timeout=opts.timeout,
-        before_claim=lambda: check_outputs(prepared, opts.artifacts),
+        before_claim=lambda: _something_to_claim(study) and check_outputs(prepared, opts.artifacts),
     )
     return summary, prepared
