@@ -390,9 +390,13 @@ def test_four_processes_opening_a_new_sqlite_storage_together_all_open_20_times(
         assert got == ["ok"] * 4, (i, got)
 
 
+# Optuna's schema takes seconds a round to create on PostgreSQL; HPSEARCH_RACE_ROUNDS=20 for the full count.
+PG_ROUNDS = int(os.environ.get("HPSEARCH_RACE_ROUNDS", "5"))
+
+
 @pytest.mark.postgres
-def test_four_processes_opening_a_new_postgres_storage_together_all_open_20_times() -> None:
-    names = [f"hpsearch_test_{uuid.uuid4().hex[:8]}" for _ in range(20)]
+def test_four_processes_opening_a_new_postgres_storage_together_all_open_every_time() -> None:
+    names = [f"hpsearch_test_{uuid.uuid4().hex[:8]}" for _ in range(PG_ROUNDS)]
     with admin_connect() as con:
         for name in names:
             con.execute(f'CREATE DATABASE "{name}"')

@@ -181,17 +181,13 @@ def _serialise_sqlite_transactions(engine: Any) -> None:
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
-    """Pool settings per database; for a SQLite file, also switch it to WAL (checking its folder first)."""
+    """Pool settings per database; for a SQLite file, also switch it to WAL."""
     if not url.startswith("sqlite"):
         # Each worker holds at most pool_size + max_overflow connections; pre-ping replaces connections that
         # died (e.g. a Postgres restart) instead of failing the next query.
         return {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 600}
     path = sqlite_path(url)
     if path is not None:
-        if not path.parent.exists():
-            raise StorageError(
-                f"storage '{mask_url(url)}': folder '{path.parent}' does not exist; create it first"
-            )
         # WAL lets readers (dashboard, other workers) proceed while one writer commits; the mode is
         # persistent in the file, so setting it once here is enough.
         new = not path.exists()
@@ -246,12 +242,7 @@ def _schema_lock(url: str) -> Iterator[None]:
 
 
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) -> RDBStorage:
-    """``_Storage(url)`` under the schema lock, retried should a race to create the tables slip past it."""
-    with _schema_lock(url):
-        return _open_rdb_unlocked(url, engine_kwargs, options)
-
-
-def _open_rdb_unlocked(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) -> RDBStorage:
+    """``_Storage(url)``, retried should a race to create the tables slip past the schema lock."""
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
@@ -295,9 +286,17 @@ def make_storage(url: str, options: StorageOptions = StorageOptions()) -> RDBSto
     """Open an RDB storage with small pools, pre-ping, heartbeats and (SQLite) WAL + busy timeout."""
     if "://" not in url:
         raise StorageError(f"storage URL '{mask_url(url)}' is not a URL; expected e.g. {_EXAMPLE_URLS}")
-    engine_kwargs = _engine_kwargs(url)
+    path = sqlite_path(url)
+    if path is not None and not path.parent.exists():
+        raise StorageError(
+            f"storage '{mask_url(url)}': folder '{path.parent}' does not exist; create it first"
+        )
     try:
-        storage = _open_rdb(url, engine_kwargs, options)
+        # Under the lock: switching a new SQLite file to WAL races too ("database is locked").
+        with _schema_lock(url):
+            storage = _open_rdb(url, _engine_kwargs(url), options)
+    except StorageError:
+        raise
     except Exception as exc:
         raise _open_error(url, exc) from None
     if sqlite_path(url) is not None:  # a file several processes share (an in-memory database has one user)
