@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -429,3 +430,22 @@ def test_four_workers_started_together_on_a_new_sqlite_file_all_start_and_spend_
     assert codes == [0, 0, 0, 0], logs
     states = [t.state for t in trials(url)]
     assert len(states) == 4 and states.count(TrialState.COMPLETE) == 4, states
+
+
+def test_a_worker_killed_right_after_claiming_a_trial_does_not_strand_its_ticket(tmp_path: Path) -> None:
+    """Claiming writes the first heartbeat with it, so a trial claimed by a worker that dies before its
+    heartbeat thread starts still goes stale and is retried (found by benchmarks/soak.py)."""
+    from hpsearch.search.storage import StorageOptions
+
+    url = f"sqlite:///{tmp_path}/k.db"
+    storage = make_storage(url, StorageOptions(heartbeat_interval=1, grace_period=2))
+    study = optuna.create_study(study_name="k", storage=storage)
+    study.enqueue_trial({}, user_attrs={keys.TICKET: True})
+    study_id = storage.get_study_id_from_name("k")
+    [waiting] = storage.get_all_trials(study_id, states=(TrialState.WAITING,))
+    assert storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)  # the claim, then "SIGKILL"
+    time.sleep(3.5)
+    optuna.storages.fail_stale_trials(study)
+    final = study.get_trials(deepcopy=False)
+    assert [t.state for t in final] == [TrialState.FAIL, TrialState.WAITING], final
+    assert final[1].system_attrs[keys.FAILED_TRIAL] == final[0].number

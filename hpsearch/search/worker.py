@@ -297,8 +297,7 @@ def study_plan(prepared: PreparedStudy, attrs: dict, opts: SearchOptions) -> Len
 
 def _something_to_claim(study: WorkerStudy) -> bool:
     # A worker that finds the budget spent leaves with exit 0 whatever the disk: the checks are for claims.
-    waiting = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
-    return bool(waiting) or not study.budgeted
+    return not study.budgeted or study._storage.get_n_trials(study._study_id, state=TrialState.WAITING) > 0
 
 
 def check_outputs(prepared: PreparedStudy, artifacts: str | Path | None) -> None:
