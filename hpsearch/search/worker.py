@@ -190,9 +190,10 @@ def run_trials(
     while max_trials is None or len(summary.trials) < max_trials:
         if timeout is not None and time.monotonic() - t0 >= timeout:
             break
-        if before_claim is not None:
-            before_claim()
+        study.last_trial_id = None  # a hiccup before the claim must not re-queue the previous trial again
         try:
+            if before_claim is not None:
+                before_claim()  # inside: a storage hiccup while it counts the tickets is handled below
             step = _run_one(study, guarded, record)
         except STORAGE_ERRORS as exc:
             # The connection died mid-call (server restart, failover, network). Without this the worker would
