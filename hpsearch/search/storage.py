@@ -27,7 +27,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.errors import StorageError
-from hpsearch.training.outputs import atomic_output, check_writable, describe_cause
+from hpsearch.training.outputs import atomic_output, describe_cause, output_error
 
 # What a dropped database connection raises through Optuna's RDB storage.
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
@@ -356,7 +356,11 @@ def artifact_store(url: str, explicit: str | Path | None = None) -> Any:
             with atomic_output(self._get_filepath(artifact_id), what="artifact") as tmp, tmp.open("wb") as fh:
                 shutil.copyfileobj(content_body, fh)
 
-    path = check_writable(artifact_dir(url, explicit), what="artifact store")
+    path = artifact_dir(url, explicit)
+    try:  # only made here: a dashboard may read a read-only store; workers check it (check_outputs)
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc, what="artifact store") from None
     return _WholeFiles(str(path))
 
 
