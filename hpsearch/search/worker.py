@@ -30,6 +30,7 @@ from hpsearch.training.checkpoint import checkpoint_bytes
 from hpsearch.training.outputs import MIB, check_writable
 
 INTERRUPTED = "interrupted (Ctrl-C)"
+TAKEN_OVER = "failed as stale by another worker (its heartbeat came later than --grace)"
 OUTPUT_FAULT = "output fault"  # a disk or folder fault: the operator's, so the trial's ticket goes back
 _STARTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -111,10 +112,11 @@ class _Abort(BaseException):
     RUNNING when ``_run_one`` catches it, and ``_abandon`` fails it and puts its ticket back.
     """
 
-    def __init__(self, reason: str, error: OutputError | None = None) -> None:
+    def __init__(self, reason: str, error: OutputError | None = None, *, stop: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.error = error
+        self.stop = stop  # False: the worker goes on with its next trial
 
 
 def _guard(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
@@ -125,6 +127,10 @@ def _guard(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial
             raise _Abort(INTERRUPTED) from None
         except OutputError as exc:
             raise _Abort(f"{OUTPUT_FAULT}: {exc}"[:500], exc) from None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # A peer failed this trial as stale while it still ran (its heartbeat came late) and queued the
+            # retry that re-runs it; recording it now would fail. Not a crash: go on with the next trial.
+            raise _Abort(TAKEN_OVER, stop=False) from None
 
     return guarded
 
@@ -143,7 +149,15 @@ def _run_one(
         _abandon(study, reason=stop.reason)
         if stop.error is not None:
             raise stop.error from None  # the operator must act: this worker stops, with one line
-        return _Step.INTERRUPTED
+        if stop.stop:
+            return _Step.INTERRUPTED
+        _record_taken_over(study, record)
+    except (ValueError, AssertionError):
+        # Optuna could not tell the trial (``Cannot tell a FAIL trial``, then its ``Should not reach``): a
+        # peer failed it as stale while it ran, and its retry re-runs it. Anything else is a real error.
+        if not _taken_over(study):
+            raise
+        _record_taken_over(study, record)
     except BudgetSpent:
         # A trial whose worker died shortly before the budget ran out is not stale yet; leaving now would
         # strand it RUNNING until some later worker came by. Wait for it to go stale and re-run it.
@@ -152,6 +166,13 @@ def _run_one(
         _abandon(study)
         return _Step.INTERRUPTED
     return _Step.RAN
+
+
+def _record_taken_over(
+    study: WorkerStudy, record: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+) -> None:
+    assert study.last_trial_id is not None
+    record(study, study._storage.get_trial(study.last_trial_id))  # counted (and shown) as the FAIL it is
 
 
 def run_trials(
@@ -294,6 +315,13 @@ def study_plan(prepared: PreparedStudy, attrs: dict, opts: SearchOptions) -> Len
         sid = prepared.storage.get_study_id_from_name(prepared.study_name)
         prepared.storage.set_study_user_attr(sid, keys.LENGTH_PLAN, plan.to_json())
     return plan
+
+
+def _taken_over(study: WorkerStudy) -> bool:
+    """Whether the trial this worker was running has been finished by someone else (failed as stale)."""
+    if study.last_trial_id is None:
+        return False
+    return study._storage.get_trial(study.last_trial_id).state.is_finished()
 
 
 def _something_to_claim(study: WorkerStudy) -> bool:
