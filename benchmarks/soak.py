@@ -316,7 +316,7 @@ def main() -> None:
     ap.add_argument("--kill-every", type=float, default=60.0, help="seconds between SIGKILLs")
     ap.add_argument("--budget", type=int, default=100, help="tickets at the start, and each top-up")
     ap.add_argument(
-        "--grace", type=int, default=5, help="seconds without a heartbeat before a trial is stale"
+        "--grace", type=int, default=30, help="seconds without a heartbeat before a trial is stale"
     )
     ap.add_argument("--seed", type=int, default=0, help="which workers get killed")
     ap.add_argument("--pg-admin", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
