@@ -24,6 +24,7 @@ _EXPORTS = {
     "ConfigError": "hpsearch.errors",
     "DataError": "hpsearch.errors",
     "StorageError": "hpsearch.errors",
+    "OutputError": "hpsearch.errors",
     "discover_pairs": "hpsearch.data.discover",
     "verify_dataset": "hpsearch.data.check",
     "split_for": "hpsearch.data.splits",

@@ -28,3 +28,8 @@ class NonFiniteLossError(HpsearchError):
         super().__init__(message)
         self.epoch = epoch
         self.step = step
+
+
+class OutputError(HpsearchError):
+    """A file or folder cannot be written: a full disk, a read-only mount, a file in a folder's place (names
+    the path and the cause). An operator's fault, never a trial's: a study gives the trial's ticket back."""

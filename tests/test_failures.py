@@ -102,6 +102,7 @@ def test_ctrl_c_fails_the_trial_says_how_to_resume_and_the_rerun_completes_the_b
     out = (tmp_path / "run.log").read_text()
     assert proc.returncode == 130, out
     assert "resume with:" in out, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out  # the clean lines only
     hint = out.split("resume with:", 1)[1].strip().splitlines()[0]
     after = {t.number: t for t in trials(url)}
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
@@ -142,6 +143,7 @@ def test_ctrl_c_on_run_with_workers_stops_every_worker_cleanly(tmp_path: Path, s
         stop(procs)
     out = (tmp_path / "run.log").read_text()
     assert proc.returncode == 130 and "resume with:" in out, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
     final = trials(url)
     assert TrialState.RUNNING not in [t.state for t in final]
     stopped = [t for t in final if t.state == TrialState.FAIL]

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from hpsearch.cli._app import app, err_console, say
-from hpsearch.cli.options import DATA_ENV, DataOpt
+from hpsearch.cli.options import DATA_ENV, AllowEmptyMasksOpt, DataOpt
 from hpsearch.errors import ConfigError
 
 data_app = typer.Typer(
@@ -39,11 +39,12 @@ def _require_data(data: Path | None) -> Path:
 def check_cmd(
     data: DataOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    allow_empty_masks: AllowEmptyMasksOpt = False,
 ) -> None:
     """Decode every image and mask and report pairs, sizes and problems (exit 1 when any error is found)."""
     from hpsearch.data.check import check_dataset
 
-    report = check_dataset(_require_data(data), progress=progress)
+    report = check_dataset(_require_data(data), progress=progress, allow_empty_masks=allow_empty_masks)
     for line in report.summary().splitlines():
         if line.startswith("error: "):
             err_console.print(

@@ -75,12 +75,23 @@ StoredStudyOpt = Annotated[
     str | None, typer.Option("--study", help="study name in storage (default: its only study)")
 ]
 NTrialsOpt = Annotated[int | None, typer.Option("--n-trials", help="total trials for the study (budget)")]
+def _positive_seconds(value: float | None) -> float | None:
+    # A zero or negative budget would run nothing and exit 0, as if the study were done.
+    if value is not None and not value > 0:
+        raise typer.BadParameter(
+            f"got {value:g}; expected a number of seconds > 0 (e.g. --timeout 3600), or leave it out for no "
+            "time limit"
+        )
+    return value
+
+
 TimeoutOpt = Annotated[
     float | None,
     typer.Option(
         "--timeout",
-        help="wall-time budget in seconds: no trial starts after it; a running trial stops at its next "
-        "epoch (recorded as pruned)",
+        help="wall-time budget in seconds (> 0): no trial starts after it; a running trial stops at its "
+        "next epoch (recorded as pruned)",
+        callback=_positive_seconds,
     ),
 ]
 NameOpt = Annotated[
@@ -114,6 +125,13 @@ StudyScaleOpt = Annotated[
         "--scale",
         help=f"{_SCALE_HELP}; a study keeps the scale it was created at (default full; workers follow it)",
         show_default=False,
+    ),
+]
+AllowEmptyMasksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty-masks",
+        help="accept a dataset whose masks are all empty (refused by default: nothing to segment)",
     ),
 ]
 CompileOpt = Annotated[

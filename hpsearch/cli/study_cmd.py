@@ -92,7 +92,9 @@ def _announce(prepared: PreparedStudy) -> None:
     verb = "created" if prepared.created else "resuming"
     shown = mask_url(prepared.storage_url)
     where = f"{shown} (data: {prepared.data_dir}, scale: {prepared.scale})"
-    console.print(f"{verb} study '{prepared.study_name}' in {where}")
+    say(f"{verb} study '{prepared.study_name}' in {where}")
+    if prepared.budget_note:
+        say(prepared.budget_note)
 
 
 def _print_outcome(outcome: SearchOutcome) -> None:
@@ -134,9 +136,9 @@ def create(
         scale=scale,
     )  # fmt: skip
     prepared = open_study(opts)
-    state = "created" if prepared.created else "already exists (unchanged)"
+    state = "created" if prepared.created else f"already exists ({prepared.budget_note or 'unchanged'})"
     where = f"{mask_url(storage)} (scale: {prepared.scale})"
-    console.print(f"study '{prepared.study_name}' {state} in {where}")
+    say(f"study '{prepared.study_name}' {state} in {where}")
 
 
 @app.command()

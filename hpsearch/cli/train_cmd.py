@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from hpsearch.cli._app import app, console, err_console
-from hpsearch.cli.options import DataOpt, DeviceOpt, EvalSplit, ScaleOpt, SetOpt
+from hpsearch.cli.options import AllowEmptyMasksOpt, DataOpt, DeviceOpt, EvalSplit, ScaleOpt, SetOpt
 
 
 @app.command()
@@ -29,6 +29,7 @@ def train(
             "(state saved at most once a minute in OUT/resume.pt); --no-resume starts over"
         ),
     ] = True,
+    allow_empty_masks: AllowEmptyMasksOpt = False,
 ) -> None:
     """Train one model from a config; writes best.pt, metrics.json, curves.png and val_worst.png.
 
@@ -42,6 +43,8 @@ def train(
     cfg = resolve_run_config(
         load_config(config), overrides=parse_overrides(sets), device=device, scale=scale, source=str(config)
     )
+    if allow_empty_masks:
+        cfg.data.allow_empty_masks = True
     check_registry_names(cfg, source=str(config))
     outcome = train_from_config(cfg, data_dir=data, out_dir=out, resume=resume)
     r = outcome.result

@@ -17,7 +17,7 @@ from hpsearch.data.io import decode_image, decode_mask, default_cache_root, prog
 from hpsearch.errors import DataError
 
 # Bump when the checks get stricter so that old "passed" records are not trusted any more.
-CHECK_VERSION = 1
+CHECK_VERSION = 2  # 2: a dataset whose masks are all empty is refused
 _THREADS = 2  # OpenCV decoding and hashlib release the GIL, so threads scale on the 2-core target
 _MAX_NAMED = 5
 
@@ -107,12 +107,15 @@ def _name_some(items: list[str]) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > _MAX_NAMED else "")
 
 
-def check_dataset(data_dir: str | Path, *, progress: bool = True) -> CheckReport:
+def check_dataset(
+    data_dir: str | Path, *, progress: bool = True, allow_empty_masks: bool = False
+) -> CheckReport:
     """Decode every image and mask in ``data_dir`` and report sizes and problems.
 
-    Errors (fail): unmatched or duplicate stems, unreadable/corrupt/truncated files, mask size != image size.
-    Warnings (reported only): empty masks, byte-identical images. Raises ``DataError`` only when the folder
-    layout itself is unusable (missing folder, no images).
+    Errors (fail): unmatched or duplicate stems, broken symlinks, unreadable/corrupt/truncated files, mask
+    size != image size, every mask empty (unless ``allow_empty_masks``: nothing to learn, Dice stays 0).
+    Warnings (reported only): some empty masks, byte-identical images. Raises ``DataError`` only when the
+    folder layout itself is unusable (missing folder, no images).
     """
     data_dir = Path(data_dir).expanduser()
     pairs, problems = scan_pairs(data_dir)
@@ -139,7 +142,9 @@ def check_dataset(data_dir: str | Path, *, progress: bool = True) -> CheckReport
         report.errors.extend(result.errors)
 
     empty = [p.mask.name for p, r in zip(pairs, results, strict=True) if r.empty_mask]
-    if empty:
+    if empty and len(empty) == len(pairs) and not allow_empty_masks:
+        report.errors.append(all_empty_message(data_dir, len(pairs)))
+    elif empty:
         report.warnings.append(
             f"{len(empty)} empty mask(s) (no pixel >= 128): {_name_some(empty)}; "
             "fine only if those images really show no polyp"
@@ -157,13 +162,26 @@ def check_dataset(data_dir: str | Path, *, progress: bool = True) -> CheckReport
     return report
 
 
+def all_empty_message(data_dir: Path, n: int) -> str:
+    """The refusal of a dataset whose masks are all empty (likely cause: masks saved as 0/1, not 0/255)."""
+    return (
+        f"{Path(data_dir) / 'masks'}: all {n} masks are empty (no pixel >= 128), so there is nothing to "
+        "segment and Dice stays 0; masks must be white (>= 128) on black, e.g. 0/255 rather than 0/1; if "
+        "empty masks are intended, pass --allow-empty-masks (data.allow_empty_masks: true)"
+    )
+
+
 def _record_path(fingerprint: str, cache_root: Path | None) -> Path:
     root = cache_root if cache_root is not None else default_cache_root()
     return root / "checks" / f"v{CHECK_VERSION}-{fingerprint}.json"
 
 
 def verify_dataset(
-    data_dir: str | Path, *, progress: bool = True, cache_root: str | Path | None = None
+    data_dir: str | Path,
+    *,
+    progress: bool = True,
+    cache_root: str | Path | None = None,
+    allow_empty_masks: bool = False,
 ) -> list[Pair]:
     """Return the dataset's pairs, or raise ``DataError`` with the first problem (one line naming the file).
 
@@ -176,12 +194,16 @@ def verify_dataset(
     fingerprint = dataset_fingerprint(pairs)
     record = _record_path(fingerprint, Path(cache_root) if cache_root is not None else None)
     try:
-        if json.loads(record.read_text()).get("n_pairs") == len(pairs):
+        seen = json.loads(record.read_text())
+        if seen.get("n_pairs") == len(pairs):
+            # A record is written for a passed check; one passed only by allow_empty_masks says so.
+            if seen.get("all_masks_empty") and not allow_empty_masks:
+                raise DataError(all_empty_message(Path(data_dir), len(pairs)))
             return pairs
     except (OSError, ValueError, AttributeError):
         pass  # no record yet, or an unreadable one: just check again
 
-    report = check_dataset(data_dir, progress=progress)
+    report = check_dataset(data_dir, progress=progress, allow_empty_masks=allow_empty_masks)
     if not report.ok:
         more = f" (and {len(report.errors) - 1} more; see `hpsearch data check --data {report.data_dir}`)"
         raise DataError(report.errors[0] + (more if len(report.errors) > 1 else ""))
@@ -190,6 +212,7 @@ def verify_dataset(
         "fingerprint": fingerprint,
         "data_dir": str(Path(data_dir).expanduser().resolve()),
         "n_pairs": report.n_pairs,
+        "all_masks_empty": bool(report.foreground_range) and report.foreground_range[2] == 0,
         "warnings": report.warnings,
     }
     try:

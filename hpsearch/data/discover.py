@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterable
@@ -32,16 +33,38 @@ def _name_some(items: list[str]) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > _MAX_NAMED else "")
 
 
+def _broken_link(entry: os.DirEntry) -> str | None:
+    """One line for an image-named symlink that leads nowhere (dangling) or round in a loop, else None.
+
+    Skipping it silently would train on one pair less than the folder shows; a loop would crash the listing.
+    """
+    if not entry.is_symlink() or Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
+        return None
+    try:
+        os.stat(entry.path)
+    except OSError as exc:
+        target = os.readlink(entry.path)
+        loop = exc.errno == errno.ELOOP
+        why = "a symlink loop" if loop else "a dangling symlink (its target does not exist)"
+        return f"{entry.path}: {why}, pointing at '{target}'; fix the link or remove it"
+    return None
+
+
 def _list_folder(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
     """One sorted listing of ``folder``: {stem: path}, duplicate-stem problems, and skipped file names."""
     by_stem: dict[str, Path] = {}
     duplicates: dict[str, list[str]] = {}
     skipped: list[str] = []
+    links: list[str] = []
     # A single sorted scandir makes the result independent of the file system's listing order.
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         if entry.name.startswith("."):  # .DS_Store, editor swap files, ...
+            continue
+        link = _broken_link(entry)
+        if link is not None:
+            links.append(link)
             continue
         if not entry.is_file():
             continue
@@ -58,7 +81,7 @@ def _list_folder(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
         f"{folder}: stem '{stem}' appears more than once ({', '.join(names)}); keep one file per stem"
         for stem, names in duplicates.items()
     ]
-    return by_stem, problems, skipped
+    return by_stem, links + problems, skipped
 
 
 def _check_layout(data_dir: Path) -> tuple[Path, Path]:

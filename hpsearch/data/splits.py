@@ -318,7 +318,8 @@ def split_for(
     from hpsearch.data.check import verify_dataset
 
     data_dir = Path(data_dir)
-    pairs = list(pairs) if pairs is not None else verify_dataset(data_dir)
+    allow_empty = bool(getattr(settings, "allow_empty_masks", False))
+    pairs = list(pairs) if pairs is not None else verify_dataset(data_dir, allow_empty_masks=allow_empty)
     split = make_split(
         pairs,
         split_file=resolve_split_file(settings.split_file, data_dir),

@@ -20,7 +20,7 @@ from hpsearch.search.lifecycle import PreparedStudy, open_study
 from hpsearch.search.live import Board, live_board
 from hpsearch.search.options import SearchOptions, set_args
 from hpsearch.search.storage import mask_url
-from hpsearch.search.worker import run_worker
+from hpsearch.search.worker import check_outputs, run_worker
 
 # Exit codes of a worker process that are not a failure: done, or stopped by Ctrl-C.
 CLEAN_EXITS = (0, 130)
@@ -177,6 +177,7 @@ def run_search(
     outcome = SearchOutcome(prepared)
     if opts.n_trials == 0:
         return outcome
+    check_outputs(prepared, opts.artifacts)  # once here, not once per worker process: one line, no trial
     from hpsearch.search.cost import prepare_search
 
     # The length plan of a resource study is decided (and stored) here, before any worker starts.

@@ -297,6 +297,8 @@ class PreparedStudy:
     out_root: Path
     base: RunConfig | None = None  # the checked config every trial starts from
     scale: str = FULL  # the named scale every trial trains at
+    need_bytes: int | None = None  # free space a trial needs (a checkpoint and its plots), once weighed
+    budget_note: str | None = None  # how reopening the study changed its budget (run/create), in words
 
     def study_attrs(self) -> dict[str, Any]:
         """The study's user attributes, read now."""
@@ -386,6 +388,8 @@ def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
     """
     if opts.n_trials is not None and opts.n_trials < 0:
         raise ConfigError(f"--n-trials must be >= 0 (got {opts.n_trials})")
+    if opts.timeout is not None and not opts.timeout > 0:
+        raise ConfigError(f"--timeout must be > 0 seconds (got {opts.timeout:g}); leave it out for no limit")
     spec = _file_spec(opts.study, required=not joining)
     inputs = check_inputs(spec, opts) if spec is not None else None  # before any storage is opened
     storage = make_storage(opts.storage, opts.storage_options)
@@ -393,13 +397,15 @@ def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
     existed = study_exists(storage, name)
     scale = opts.scale or FULL
     created = not existed and _create(storage, name, opts, spec, inputs, scale)
+    budget_note = None
     if joining and not created:
         spec, inputs, scale = _join(storage, name, opts, spec, inputs)
     elif not created:
         assert spec is not None and inputs is not None  # run/create always have a study file
         if not existed:  # another process won the race to create it, and stores the spec last
             _await_stored_spec(storage, name, wait_s=SPEC_WAIT_S)
-        create_or_load_study(
+        before = count_tickets(optuna.load_study(study_name=name, storage=storage))
+        study, _ = create_or_load_study(
             spec,
             storage,
             study_name=name,
@@ -408,9 +414,10 @@ def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
             force=opts.force,
             scale=scale,
         )
+        budget_note = _budget_note(before, count_tickets(study), opts.n_trials)
     assert spec is not None and inputs is not None
     out_root = opts.out_root / name
-    return PreparedStudy(
+    prepared = PreparedStudy(
         spec,
         name,
         opts.storage,
@@ -422,3 +429,17 @@ def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
         inputs.base,
         scale,
     )
+    prepared.budget_note = budget_note
+    return prepared
+
+
+def _budget_note(before: int, after: int, asked: int | None) -> str | None:
+    """What reopening a study did to its budget, in words (None: nothing changed and nothing was asked)."""
+    if after > before:
+        return f"budget raised from {before} to {after} trials ({after - before} ticket(s) added)"
+    if asked is not None and asked < before:
+        return (
+            f"--n-trials {asked} is below the {before} trials already budgeted; the budget stays {before} "
+            "(a budget is never lowered)"
+        )
+    return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 import optuna
 import torch
 
-from hpsearch.errors import NonFiniteLossError
+from hpsearch.errors import NonFiniteLossError, OutputError
 from hpsearch.search import keys
 from hpsearch.search.notes import config_differences, trial_note
 from hpsearch.search.space import suggest
@@ -218,6 +219,8 @@ class Objective:
         except NonFiniteLossError as exc:
             self._stopped(run, key=keys.PRUNE_REASON, reason=f"non-finite loss: {exc}", state="PRUNED")
             raise optuna.TrialPruned(str(exc)) from None
+        except OutputError as exc:
+            raise self._lost(run, exc) from None
         except Exception as exc:  # any other failure: FAIL with a reason, the study goes on
             raise self._failed(run, exc) from None
         except KeyboardInterrupt:
@@ -225,7 +228,27 @@ class Objective:
             with contextlib.suppress(Exception):
                 self._stopped(run, key=keys.FAIL_REASON, reason=INTERRUPTED, state="FAIL")
             raise
-        return self._record(run, outcome)
+        try:
+            return self._record(run, outcome)
+        except OutputError as exc:  # e.g. the artifact store's disk is full
+            raise self._lost(run, exc) from None
+
+    def _lost(self, run: _Running, exc: OutputError) -> OutputError:
+        """A disk or folder fault: record what the trial reached, drop its folder (the ticket goes back and
+        is re-run, and a full disk needs the space), and say what was lost. The worker stops on it."""
+        self._stopped(run, key=keys.FAIL_REASON, reason=f"output fault: {exc}"[:500], state="FAIL")
+        shutil.rmtree(run.out_dir, ignore_errors=True)
+        best = run.callback.best
+        reached = (
+            f"it had reached {self.ctx.spec.metric} {best:.4f} in {len(run.callback.history)} epoch(s), "
+            "which is lost; "
+            if best is not None
+            else ""
+        )
+        return OutputError(
+            f"{exc}; trial {run.trial.number} stopped: {reached}its ticket goes back to the queue and this "
+            "worker stops"
+        )
 
     def _start(self, trial: optuna.Trial) -> _Running:
         """Sample the parameters, resolve the config, and store what the trial is about to train."""

@@ -6,15 +6,20 @@ is about the connection; what is stored in it (studies, tickets) is ``lifecycle.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import os
 import random
+import shutil
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 import sqlalchemy.exc
@@ -22,9 +27,13 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.errors import StorageError
+from hpsearch.training.outputs import atomic_output, describe_cause, output_error
 
 # What a dropped database connection raises through Optuna's RDB storage.
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
+# A fixed key for PostgreSQL's advisory lock around opening a storage (any constant bigint would do).
+_SCHEMA_LOCK_KEY = 0x68707365617263  # "hpsearc"
+_RACE_SIGNS = ("already exists", "duplicate key", "unique constraint", "alembic_version")
 _EXAMPLE_URLS = "sqlite:///hpsearch.db or postgresql+psycopg://user:password@host:5432/db"
 
 
@@ -111,6 +120,34 @@ class _Storage(RDBStorage):
         except Exception:  # any storage error: the next beat tries again
             pass
 
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        """As Optuna's, but claiming a WAITING trial (-> RUNNING) also writes its first heartbeat, in the
+        same transaction.
+
+        Optuna's first heartbeat comes later, from a thread started once the trial object is built (a few
+        storage calls, slow under load). A worker killed in between left a RUNNING trial with no heartbeat,
+        which is never stale, so its ticket was never retried (the soak benchmark hit this once in 4 kills).
+        """
+        if state != TrialState.RUNNING or values is not None or not self.heartbeat_interval:
+            return super().set_trial_state_values(trial_id, state, values)
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                self.check_trial_is_updatable(trial_id, trial.state)
+                if trial.state != TrialState.WAITING:
+                    return False
+                trial.state = TrialState.RUNNING
+                trial.datetime_start = datetime.now()
+                session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+        except sqlalchemy.exc.IntegrityError:
+            return False
+        return True
+
 
 for _name in (
     "get_trial",
@@ -135,7 +172,7 @@ for _name in (
     "set_study_user_attr",
     "set_study_system_attr",
 ):
-    setattr(_Storage, _name, _retry_on_disconnect(getattr(RDBStorage, _name)))
+    setattr(_Storage, _name, _retry_on_disconnect(getattr(_Storage, _name)))
 
 
 def _wait_for_server_on_reconnect(engine: Any, window_s: float) -> None:
@@ -184,27 +221,68 @@ def _serialise_sqlite_transactions(engine: Any) -> None:
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
-    """Pool settings per database; for a SQLite file, also switch it to WAL (checking its folder first)."""
+    """Pool settings per database; for a SQLite file, also switch it to WAL."""
     if not url.startswith("sqlite"):
         # Each worker holds at most pool_size + max_overflow connections; pre-ping replaces connections that
         # died (e.g. a Postgres restart) instead of failing the next query.
         return {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 600}
     path = sqlite_path(url)
     if path is not None:
-        if not path.parent.exists():
-            raise StorageError(
-                f"storage '{mask_url(url)}': folder '{path.parent}' does not exist; create it first"
-            )
         # WAL lets readers (dashboard, other workers) proceed while one writer commits; the mode is
         # persistent in the file, so setting it once here is enough.
-        with sqlite3.connect(path, timeout=60) as con:
-            con.execute("PRAGMA journal_mode=WAL")
+        new = not path.exists()
+        try:
+            with sqlite3.connect(path, timeout=60) as con:
+                con.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:  # "unable to open database file", "disk I/O error": say which and why
+            if new:  # leave no empty database file behind on a full disk
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            raise StorageError(
+                f"storage '{mask_url(url)}': cannot open '{path}': {describe_cause(exc, path)}; the file's "
+                "folder must be writable (SQLite adds -wal and -shm files beside it) and have free space"
+            ) from None
     # The busy timeout makes a writer wait for the lock instead of failing with "database is locked".
     return {"connect_args": {"timeout": 60}}
 
 
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Held while a process opens the storage, so that workers started together on a new database create
+    Optuna's tables once: the others wait here and then find the tables (and the schema version) in place.
+
+    SQLite: an exclusive ``flock`` on the database's folder (no lock file is left behind). PostgreSQL: a
+    session advisory lock. Other databases: none (the retry in ``_open_rdb`` still covers them).
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+        return
+    if not url.startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as con:
+            con.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                con.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) -> RDBStorage:
-    """``_Storage(url)``, retried while workers started together race to create Optuna's tables."""
+    """``_Storage(url)``, retried should a race to create the tables slip past the schema lock."""
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
@@ -221,10 +299,10 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) 
                     ),
                 )
         except Exception as exc:
-            # The losers of the race see "already exists" / "duplicate key". The tables are there now: open
-            # again.
+            # The losers of a race see "already exists", "duplicate key" (PostgreSQL) or "UNIQUE constraint
+            # failed: alembic_version" (SQLite). The tables are there now: open again.
             text = str(exc).lower()
-            if attempt == 4 or not ("already exists" in text or "duplicate key" in text):
+            if attempt == 4 or not any(sign in text for sign in _RACE_SIGNS):
                 raise
             time.sleep(0.2 + random.random())
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
@@ -248,9 +326,17 @@ def make_storage(url: str, options: StorageOptions = StorageOptions()) -> RDBSto
     """Open an RDB storage with small pools, pre-ping, heartbeats and (SQLite) WAL + busy timeout."""
     if "://" not in url:
         raise StorageError(f"storage URL '{mask_url(url)}' is not a URL; expected e.g. {_EXAMPLE_URLS}")
-    engine_kwargs = _engine_kwargs(url)
+    path = sqlite_path(url)
+    if path is not None and not path.parent.exists():
+        raise StorageError(
+            f"storage '{mask_url(url)}': folder '{path.parent}' does not exist; create it first"
+        )
     try:
-        storage = _open_rdb(url, engine_kwargs, options)
+        # Under the lock: switching a new SQLite file to WAL races too ("database is locked").
+        with _schema_lock(url):
+            storage = _open_rdb(url, _engine_kwargs(url), options)
+    except StorageError:
+        raise
     except Exception as exc:
         raise _open_error(url, exc) from None
     if sqlite_path(url) is not None:  # a file several processes share (an in-memory database has one user)
@@ -274,9 +360,19 @@ def artifact_store(url: str, explicit: str | Path | None = None) -> Any:
     """A FileSystemArtifactStore next to the storage (shared by workers and the dashboard)."""
     from optuna.artifacts import FileSystemArtifactStore
 
+    class _WholeFiles(FileSystemArtifactStore):
+        """Writes each artifact whole or not at all: a full disk leaves no truncated PNG behind."""
+
+        def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+            with atomic_output(self._get_filepath(artifact_id), what="artifact") as tmp, tmp.open("wb") as fh:
+                shutil.copyfileobj(content_body, fh)
+
     path = artifact_dir(url, explicit)
-    path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
+    try:  # only made here: a dashboard may read a read-only store; workers check it (check_outputs)
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc, what="artifact store") from None
+    return _WholeFiles(str(path))
 
 
 def study_exists(storage: RDBStorage, name: str) -> bool:

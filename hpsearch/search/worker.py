@@ -7,26 +7,30 @@ trial FAIL and puts its ticket back as a re-run of the same parameters.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from hpsearch.errors import ConfigError, StorageError
+from hpsearch.errors import ConfigError, OutputError, StorageError
 from hpsearch.search import keys
 from hpsearch.search.lifecycle import PreparedStudy, open_study
 from hpsearch.search.objective import INTERRUPTED, Event, Objective, TrialContext
 from hpsearch.search.options import SearchOptions
 from hpsearch.search.plan import LengthPlan, default_plan, stored_plan, study_epochs
 from hpsearch.search.spec import StudySpec
-from hpsearch.search.storage import STORAGE_ERRORS, artifact_store, heartbeat_ages
+from hpsearch.search.storage import STORAGE_ERRORS, artifact_dir, artifact_store, heartbeat_ages, sqlite_path
 from hpsearch.search.strategies import build_sampler, study_pruner
+from hpsearch.training.checkpoint import checkpoint_bytes
+from hpsearch.training.outputs import MIB, check_writable
 
+TAKEN_OVER = "failed as stale by another worker (its heartbeat came later than --grace)"
+OUTPUT_FAULT = "output fault"  # a disk or folder fault: the operator's, so the trial's ticket goes back
 _STARTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -99,16 +103,33 @@ class _Step(enum.Enum):
     INTERRUPTED = "interrupted"
 
 
-def _say_why_on_interrupt(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+class _Abort(BaseException):
+    """Ctrl-C or an output fault inside a trial, carried past Optuna.
+
+    Optuna would log a traceback for it and record the trial FAIL with its ticket used up. Deriving from
+    BaseException (not Exception, not KeyboardInterrupt) lets it pass Optuna untouched: the trial is still
+    RUNNING when ``_run_one`` catches it, and ``_abandon`` fails it and puts its ticket back.
+    """
+
+    def __init__(self, reason: str, error: OutputError | None = None, *, stop: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+        self.stop = stop  # False: the worker goes on with its next trial
+
+
+def _guard(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
     def guarded(trial: optuna.Trial) -> float:
         try:
             return objective(trial)
         except KeyboardInterrupt:
-            # Say why while the trial is still RUNNING: Optuna marks it FAIL right after, and a finished
-            # trial's attributes can no longer be written.
-            with contextlib.suppress(Exception):
-                trial.set_user_attr(keys.FAIL_REASON, INTERRUPTED)
-            raise
+            raise _Abort(INTERRUPTED) from None
+        except OutputError as exc:
+            raise _Abort(f"{OUTPUT_FAULT}: {exc}"[:500], exc) from None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # A peer failed this trial as stale while it still ran (its heartbeat came late) and queued the
+            # retry that re-runs it; recording it now would fail. Not a crash: go on with the next trial.
+            raise _Abort(TAKEN_OVER, stop=False) from None
 
     return guarded
 
@@ -123,6 +144,19 @@ def _run_one(
     study.last_trial_id = None
     try:
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[record])
+    except _Abort as stop:
+        _abandon(study, reason=stop.reason)
+        if stop.error is not None:
+            raise stop.error from None  # the operator must act: this worker stops, with one line
+        if stop.stop:
+            return _Step.INTERRUPTED
+        _record_taken_over(study, record)
+    except (ValueError, AssertionError):
+        # Optuna could not tell the trial (``Cannot tell a FAIL trial``, then its ``Should not reach``): a
+        # peer failed it as stale while it ran, and its retry re-runs it. Anything else is a real error.
+        if not _taken_over(study):
+            raise
+        _record_taken_over(study, record)
     except BudgetSpent:
         # A trial whose worker died shortly before the budget ran out is not stale yet; leaving now would
         # strand it RUNNING until some later worker came by. Wait for it to go stale and re-run it.
@@ -133,6 +167,13 @@ def _run_one(
     return _Step.RAN
 
 
+def _record_taken_over(
+    study: WorkerStudy, record: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+) -> None:
+    assert study.last_trial_id is not None
+    record(study, study._storage.get_trial(study.last_trial_id))  # counted (and shown) as the FAIL it is
+
+
 def run_trials(
     study: WorkerStudy,
     objective: Callable[[optuna.Trial], float],
@@ -140,6 +181,7 @@ def run_trials(
     max_trials: int | None = None,
     timeout: float | None = None,
     on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    before_claim: Callable[[], None] | None = None,
 ) -> WorkerSummary:
     """Run trials one at a time until the budget, ``max_trials`` or ``timeout`` is spent.
 
@@ -148,7 +190,9 @@ def run_trials(
     fails in Optuna's own bookkeeping (claiming or telling a trial while the database restarts) does the same
     to that trial and goes on; three such failures in a row end the worker with a StorageError. When the
     budget is spent, the worker still checks that no RUNNING trial has silently died before it leaves
-    (``_await_silent_trials``).
+    (``_await_silent_trials``). ``before_claim`` runs before every claim (the output checks); what it
+    raises ends the worker before it takes a ticket. A disk or folder fault inside a trial (``OutputError``)
+    fails the trial, puts its ticket back and ends the worker with that error.
     """
     if not study.budgeted and max_trials is None and timeout is None:
         raise ConfigError("a study without a budget (n_trials) needs --n-trials or --timeout")
@@ -161,12 +205,15 @@ def run_trials(
         if on_trial_end is not None:
             on_trial_end(frozen)
 
-    guarded = _say_why_on_interrupt(objective)
+    guarded = _guard(objective)
     storage_errors = 0
     while max_trials is None or len(summary.trials) < max_trials:
         if timeout is not None and time.monotonic() - t0 >= timeout:
             break
+        study.last_trial_id = None  # a hiccup before the claim must not re-queue the previous trial again
         try:
+            if before_claim is not None:
+                before_claim()  # inside: a storage hiccup while it counts the tickets is handled below
             step = _run_one(study, guarded, record)
         except STORAGE_ERRORS as exc:
             # The connection died mid-call (server restart, failover, network). Without this the worker would
@@ -269,6 +316,31 @@ def study_plan(prepared: PreparedStudy, attrs: dict, opts: SearchOptions) -> Len
     return plan
 
 
+def _taken_over(study: WorkerStudy) -> bool:
+    """Whether the trial this worker was running has been finished by someone else (failed as stale)."""
+    if study.last_trial_id is None:
+        return False
+    return study._storage.get_trial(study.last_trial_id).state.is_finished()
+
+
+def _something_to_claim(study: WorkerStudy) -> bool:
+    # A worker that finds the budget spent leaves with exit 0 whatever the disk: the checks are for claims.
+    return not study.budgeted or study._storage.get_n_trials(study._study_id, state=TrialState.WAITING) > 0
+
+
+def check_outputs(prepared: PreparedStudy, artifacts: str | Path | None) -> None:
+    """Every folder a trial writes to takes a file and has room for a checkpoint: the trial output root, the
+    artifact store and (SQLite) the database's folder. Raises ``OutputError`` naming the folder."""
+    if prepared.need_bytes is None:  # once per worker: it builds the study's model to weigh it
+        base = prepared.base
+        prepared.need_bytes = (checkpoint_bytes(base) if base is not None else 0) + MIB
+    check_writable(prepared.out_root, what="trial output folder", need_bytes=prepared.need_bytes)
+    check_writable(artifact_dir(prepared.storage_url, artifacts), what="artifact store", need_bytes=MIB)
+    db = sqlite_path(prepared.storage_url)
+    if db is not None:
+        check_writable(db.parent, what="folder of the SQLite storage", need_bytes=MIB)
+
+
 def run_worker(
     opts: SearchOptions,
     *,
@@ -292,6 +364,7 @@ def run_worker(
         budgeted=budgeted,
         plan=plan,
     )
+    check_outputs(prepared, opts.artifacts)  # before joining the queue: nothing is claimed on a bad disk
     # A resource study's trials train to the plan's top length (the pruner stops most of them earlier).
     caps = [c for c in (opts.max_epochs, plan.top if plan else None) if c is not None]
     ctx = TrialContext(
@@ -308,5 +381,11 @@ def run_worker(
         # --timeout is a wall-time budget: no trial starts after it; a running one stops at its next epoch.
         deadline=time.monotonic() + opts.timeout if opts.timeout is not None else None,
     )
-    summary = run_trials(study, Objective(ctx), max_trials=max_trials, timeout=opts.timeout)
+    summary = run_trials(
+        study,
+        Objective(ctx),
+        max_trials=max_trials,
+        timeout=opts.timeout,
+        before_claim=lambda: _something_to_claim(study) and check_outputs(prepared, opts.artifacts),
+    )
     return summary, prepared

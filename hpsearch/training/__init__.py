@@ -30,6 +30,8 @@ _EXPORTS = {
     "ResumePoint": ".checkpoint",
     "load_resume_state": ".checkpoint",
     "save_resume_state": ".checkpoint",
+    "atomic_output": ".outputs",
+    "check_writable": ".outputs",
     "CaseResult": ".evaluate",
     "evaluate_checkpoint": ".evaluate",
     "select_stems": ".evaluate",

@@ -17,15 +17,18 @@ import torch
 from hpsearch.errors import ConfigError
 from hpsearch.models import create_model
 from hpsearch.training.config import RunConfig
+from hpsearch.training.outputs import atomic_output
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "RESUME_FORMAT",
     "ResumePoint",
+    "checkpoint_bytes",
     "load_checkpoint",
     "load_resume_state",
     "save_checkpoint",
     "save_resume_state",
+    "weights_bytes",
 ]
 
 CHECKPOINT_FORMAT = "hpsearch-checkpoint/1"
@@ -47,11 +50,20 @@ class ResumePoint:
 
 
 def _atomic_save(payload: dict[str, Any], p: Path) -> Path:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(p)  # atomic: a killed run never leaves a half-written file
+    # A killed run or a full disk never leaves a half-written file (nor a temporary one filling the disk).
+    with atomic_output(p, what="checkpoint") as tmp:
+        torch.save(payload, tmp)
     return p
+
+
+def weights_bytes(model: torch.nn.Module) -> int:
+    """The bytes of ``model``'s weights as a checkpoint stores them (most of its size)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def checkpoint_bytes(config: RunConfig) -> int:
+    """About how many bytes ``save_checkpoint`` writes for ``config``'s model."""
+    return weights_bytes(create_model(config.model.name, **config.model.kwargs))
 
 
 def save_resume_state(point: ResumePoint, state: dict[str, Any]) -> Path:

@@ -47,6 +47,11 @@ class DataConfig(StrictModel):
         description="where augmentation runs: 'device' uses the torch implementation of the preset on the "
         "training device; 'auto' picks device on CUDA for presets that have one, else cpu (albumentations)",
     )
+    allow_empty_masks: bool = Field(
+        default=False,
+        description="accept a dataset whose masks are all empty (nothing to segment: Dice stays 0); "
+        "without it such a dataset is refused as a likely mistake",
+    )
     max_train_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
     max_val_images: int | None = Field(default=None, ge=1, description="cap for quick runs")
 
@@ -234,13 +239,13 @@ def dump_config(config: RunConfig, path: str | Path, *, fmt: Literal["yaml", "js
     """Write a config so that ``load_config`` reads back an equal object (``data.path`` resolved)."""
     import json
 
+    from hpsearch.training.outputs import atomic_output
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     payload = portable_payload(config, p.parent)
-    if fmt == "json":
-        p.write_text(json.dumps(payload, indent=2) + "\n")
-    else:
-        p.write_text(yaml.safe_dump(payload, sort_keys=False))
+    text = json.dumps(payload, indent=2) + "\n" if fmt == "json" else yaml.safe_dump(payload, sort_keys=False)
+    with atomic_output(p, what="config") as tmp:
+        tmp.write_text(text)
     return p
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from hpsearch.data.device_augment import normalize_batch
-from hpsearch.errors import NonFiniteLossError
+from hpsearch.errors import NonFiniteLossError, OutputError
 from hpsearch.training.checkpoint import ResumePoint, load_resume_state, save_checkpoint, save_resume_state
 from hpsearch.training.config import TrainConfig
 from hpsearch.training.device import (
@@ -474,13 +474,20 @@ def _finish(
         resumed_from_epoch=run.resumed_from,
     )
     if checkpoint_path is not None and run.best_state is not None:
-        result.checkpoint_path = save_checkpoint(
-            checkpoint_path,
-            state_dict=run.best_state,
-            epoch=result.best_epoch,
-            metrics=result.best_metrics,
-            extra=checkpoint_extra or {},
-        )
+        try:
+            result.checkpoint_path = save_checkpoint(
+                checkpoint_path,
+                state_dict=run.best_state,
+                epoch=result.best_epoch,
+                metrics=result.best_metrics,
+                extra=checkpoint_extra or {},
+            )
+        except OutputError as exc:
+            # Say what the fault cost: the trained weights exist only in this process.
+            raise OutputError(
+                f"{exc}; the weights of the best epoch ({cfg.monitor} {best.value:.4f} at epoch "
+                f"{best.epoch}) are lost"
+            ) from None
     if resume is not None:
         Path(resume.path).unlink(missing_ok=True)  # finished: the state has nothing left to resume
     return result

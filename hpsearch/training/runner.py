@@ -25,11 +25,12 @@ from hpsearch.data.discover import Pair, dataset_fingerprint
 from hpsearch.data.splits import Split, split_for
 from hpsearch.errors import ConfigError
 from hpsearch.models import create_model
-from hpsearch.training.checkpoint import ResumePoint
+from hpsearch.training.checkpoint import ResumePoint, weights_bytes
 from hpsearch.training.config import DataConfig, RunConfig, portable_payload
 from hpsearch.training.device import autocast, describe_device, resolve_device
 from hpsearch.training.fit import Callback, FitResult, fit
 from hpsearch.training.manifest import build_manifest, seed_everything
+from hpsearch.training.outputs import MIB, atomic_output, check_writable
 from hpsearch.training.viz import plot_curves, save_gallery
 
 DATA_ENV = "HPSEARCH_DATA"
@@ -287,8 +288,7 @@ def train_from_config(
     later call into the same ``out_dir`` continues after its last saved epoch when its key matches:
     ``resume_key`` when given, else the resolved config, the data's fingerprint and the split.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out_dir)  # at once: a typo in --out must not wait for the data to load
     if data is None:
         data = prepare_data(cfg.data, resolve_data_dir(data_dir, cfg.data), progress=progress)
     # Store the resolved data path so the exported config points at what was actually used.
@@ -297,6 +297,8 @@ def train_from_config(
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     model = create_model(cfg.model.name, **cfg.model.kwargs)
+    # Before any training: a folder that cannot take the checkpoint would lose the whole run at its end.
+    check_writable(out, need_bytes=weights_bytes(model) + MIB)
     manifest = _run_manifest(cfg, data, device, model)
     config_json = cfg.model_dump(mode="json")
     if resume and resume_key is None:
@@ -330,6 +332,7 @@ def train_from_config(
     metrics_path = out / "metrics.json"
     # Files named relative to the output folder, the data folder too: the record carries no machine's folders.
     record = {**result.summary(base=out), "config": portable_payload(cfg, out), "manifest": manifest}
-    metrics_path.write_text(json.dumps(record, indent=2))
+    with atomic_output(metrics_path, what="metrics") as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
     curves = plot_curves(result.history, out / "curves.png", title=f"{cfg.model.name}: {description}")
     return TrainOutcome(result, cfg, out, manifest, metrics_path, curves, gallery)

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hpsearch.training.outputs import atomic_output
+
 # Height in pixels of a gallery's caption bars.
 _BAR = 24
 
@@ -44,7 +46,8 @@ def plot_curves(history: Sequence[dict[str, float]], path: str | Path, *, title:
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.savefig(p, dpi=80)
+    with atomic_output(p, what="curves") as tmp:
+        fig.savefig(tmp, dpi=80)
     return p
 
 
@@ -141,6 +144,7 @@ def save_gallery(
     if not rows:  # still write a picture, so that a link to it never dangles
         rows = [_text_bar("no cases", width, panel_height)]
     canvas = np.concatenate([_text_bar(title, width, _BAR + 6), *rows], axis=0)
-    if not cv2.imwrite(str(p), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write the gallery image {p}")
+    with atomic_output(p, what="gallery") as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
+            raise OSError(None, f"could not write the gallery image {p}")  # no errno: the folder tells why
     return p
