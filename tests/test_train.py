@@ -55,8 +55,11 @@ def test_checkpoint_rebuilds_model_on_its_own(synth_data: Path, tmp_path: Path) 
     cfg = tiny_cfg(epochs=1)
     out = train_from_config(cfg, data_dir=synth_data, out_dir=tmp_path, progress=False)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert {k: metrics[k] for k in out.result.summary()} == json.loads(json.dumps(out.result.summary()))
-    assert metrics["config"]["data"]["path"] == str(synth_data.resolve())
+    # metrics.json names its files relative to the folder it sits in.
+    summary = out.result.summary(base=tmp_path)
+    assert summary["checkpoint"] == "best.pt"
+    assert {k: metrics[k] for k in summary} == json.loads(json.dumps(summary))
+    assert (tmp_path / metrics["config"]["data"]["path"]).resolve() == synth_data.resolve()
     model, cfg_back, ckpt = load_checkpoint(tmp_path / "best.pt")
     assert cfg_back.train == cfg.train and ckpt["model_name"] == "unet" and ckpt["epoch"] == 1
     assert ckpt["manifest"]["split_hash"] and ckpt["manifest"]["versions"]["torch"] == torch.__version__

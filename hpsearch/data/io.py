@@ -38,7 +38,7 @@ _SOS = b"\xff\xda"
 
 
 # The folder that holds the hpsearch package: the repository in a checkout (configs/, hpsearch/splits/).
-_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def portable_path(path: str | Path, base: str | Path, *, shipped: bool = False) -> str:
@@ -53,8 +53,8 @@ def portable_path(path: str | Path, base: str | Path, *, shipped: bool = False) 
     root = Path(base).expanduser().resolve()
     if target.is_relative_to(root):
         return target.relative_to(root).as_posix() or "."
-    if shipped and target.is_relative_to(_PACKAGE_PARENT):
-        return target.relative_to(_PACKAGE_PARENT).as_posix()
+    if shipped and target.is_relative_to(PACKAGE_PARENT):
+        return target.relative_to(PACKAGE_PARENT).as_posix()
     try:
         return Path(os.path.relpath(target, root)).as_posix()
     except ValueError:  # another drive on Windows: no relative form exists

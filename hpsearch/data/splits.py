@@ -130,6 +130,8 @@ def _split_from_folder(folder: Path) -> tuple[list[str], list[str] | None, list[
 
 
 def _check_covers(split_file: Path, listed: set[str], stems: set[str]) -> None:
+    # A shipped split is named as a checkout holds it: the message can end up in a written record.
+    split_file = shown_split_file(split_file)
     missing = listed - stems
     if missing:
         raise DataError(
@@ -211,6 +213,14 @@ def make_split(
     split = Split(tuple(train), tuple(val), tuple(test), source=source, seed=seed)
     assert not (set(split.train) & set(split.val) or set(split.train) & set(split.test))
     return split
+
+
+def shown_split_file(path: Path) -> Path:
+    """A split file shipped with hpsearch relative to the repository (``hpsearch/splits/...``), else as is."""
+    from hpsearch.data.io import PACKAGE_PARENT
+
+    resolved = Path(path).expanduser().resolve()
+    return resolved.relative_to(PACKAGE_PARENT) if resolved.is_relative_to(PACKAGE_PARENT) else Path(path)
 
 
 def shown_source(source: str, base: Path) -> str:
