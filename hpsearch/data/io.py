@@ -38,7 +38,13 @@ _SOS = b"\xff\xda"
 
 
 # The folder that holds the hpsearch package: the repository in a checkout (configs/, hpsearch/splits/).
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+
+def shipped_path(path: str | Path) -> Path | None:
+    """``path`` relative to the repository when it is a file that ships with hpsearch, else None."""
+    target = Path(path).expanduser().resolve()
+    return target.relative_to(_PACKAGE_PARENT) if target.is_relative_to(_PACKAGE_PARENT) else None
 
 
 def portable_path(path: str | Path, base: str | Path, *, shipped: bool = False) -> str:
@@ -53,8 +59,8 @@ def portable_path(path: str | Path, base: str | Path, *, shipped: bool = False) 
     root = Path(base).expanduser().resolve()
     if target.is_relative_to(root):
         return target.relative_to(root).as_posix() or "."
-    if shipped and target.is_relative_to(PACKAGE_PARENT):
-        return target.relative_to(PACKAGE_PARENT).as_posix()
+    if shipped and (in_repo := shipped_path(target)) is not None:
+        return in_repo.as_posix()
     try:
         return Path(os.path.relpath(target, root)).as_posix()
     except ValueError:  # another drive on Windows: no relative form exists

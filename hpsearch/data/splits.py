@@ -217,10 +217,9 @@ def make_split(
 
 def shown_split_file(path: Path) -> Path:
     """A split file shipped with hpsearch relative to the repository (``hpsearch/splits/...``), else as is."""
-    from hpsearch.data.io import PACKAGE_PARENT
+    from hpsearch.data.io import shipped_path
 
-    resolved = Path(path).expanduser().resolve()
-    return resolved.relative_to(PACKAGE_PARENT) if resolved.is_relative_to(PACKAGE_PARENT) else Path(path)
+    return shipped_path(path) or Path(path)
 
 
 def shown_source(source: str, base: Path) -> str:
