@@ -101,3 +101,18 @@ def test_a_study_of_days_says_so_without_repeating_a_flag_the_user_gave() -> Non
     assert any(h.startswith("--max-epochs") for h in given)
     quick = StudyCost([_cost(0.05)], [25], n_trials=4, timeout_s=None)
     assert "days" not in "\n".join(describe(quick, scale="laptop", hint_flags=hints))
+
+
+def test_workers_add_speed_on_a_cuda_device_only() -> None:
+    """The forecast's budget is workers x --timeout on a GPU and --timeout on a CPU. A GPU's estimate names
+    the card ("NVIDIA H200"), so the rule reads the device type: by the name, two workers on a GPU were
+    forecast as one (7 configurations forecast, 12 evaluated, docs/results/full/study_lr_batch.log)."""
+    from dataclasses import replace
+
+    from hpsearch.search.cost import parallel_workers
+
+    cpu = _cost(0.1)
+    assert cpu.kind == "cpu" and parallel_workers([cpu], 4) == 1
+    gpu = replace(cpu, device="NVIDIA H200", kind="cuda")
+    assert parallel_workers([gpu], 2) == 2 and parallel_workers([gpu], 1) == 1
+    assert parallel_workers([replace(cpu, device="Apple MPS", kind="mps")], 2) == 1

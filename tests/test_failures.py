@@ -335,3 +335,18 @@ def test_heartbeat_ages_reads_running_trials_only(storage_url: str) -> None:
     w.tell(b, 0.5)
     ages = storage_mod.heartbeat_ages(storage, w._study_id)
     assert list(ages) == [a._trial_id] and 0 <= ages[a._trial_id] < 5
+
+
+def test_storage_errors_read_the_same_whatever_the_driver_versions_say() -> None:
+    """At the lowest allowed SQLAlchemy a plain postgresql:// URL asks for psycopg2, and an older libpq words
+    a refused connection without the port: the one line still names the fix and the server, not the secret."""
+    url = "postgresql://bob:s3cret@127.0.0.1:1/hpsearch"
+    missing = storage_mod._open_error(url, ModuleNotFoundError("No module named 'psycopg2'", name="psycopg2"))
+    assert "psycopg2" in str(missing) and "postgresql+psycopg://" in str(missing)
+    refused = OSError("connection failed: Connection refused\n\tIs the server running on that host?")
+    line = str(storage_mod._open_error(url.replace("postgresql", "postgresql+psycopg"), refused))
+    assert "server 127.0.0.1 port 1" in line and "Connection refused" in line and "s3cret" not in line
+    worded = OSError('connection to server at "127.0.0.1", port 1 failed: Connection refused')
+    assert "(server" not in str(storage_mod._open_error(url, worded))  # already named: not twice
+    mysql = storage_mod._open_error("mysql://bob:s3cret@h/db", ModuleNotFoundError("x", name="MySQLdb"))
+    assert str(mysql).endswith("database driver missing (MySQLdb); install it")

@@ -129,6 +129,8 @@ def test_a_study_stopped_by_its_budget_leaves_an_exportable_best(
     assert not study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     stopped = [t for t in study.get_trials() if t.user_attrs.get(keys.STOPPED_BY) == "budget"]
     assert len(stopped) == 1 and stopped[0].state == optuna.trial.TrialState.PRUNED
+    # The run's last word names what export will take, not just "no completed trial".
+    assert f"exportable: trial {stopped[0].number} (stopped by the time budget after 1 epoch)" in res.output
     out = tmp_path / "best.yaml"
     exp = invoke("export", "--storage", storage, "--out", out)
     assert exp.exit_code == 0, exp.output

@@ -32,6 +32,8 @@ from hpsearch.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
     from hpsearch.search.launch import SearchOutcome
     from hpsearch.search.lifecycle import PreparedStudy
 
@@ -98,6 +100,7 @@ def _announce(prepared: PreparedStudy) -> None:
 
 
 def _print_outcome(outcome: SearchOutcome) -> None:
+    from hpsearch.search import keys
     from hpsearch.search.live import METRIC_LABELS
 
     if not outcome.ran:
@@ -105,16 +108,40 @@ def _print_outcome(outcome: SearchOutcome) -> None:
     if outcome.failed_workers:
         err_console.print(f"[red]error:[/] worker exit codes {outcome.worker_exit_codes}")
     console.print("trials: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(outcome.states.items())))
+    label = METRIC_LABELS[outcome.prepared.spec.metric]
     best = outcome.best
-    if best is None:
-        console.print("no completed trial yet")
-    else:
-        label = METRIC_LABELS[outcome.prepared.spec.metric]
+    if best is not None:
         console.print(f"best: trial {best.number}, {label} {best.value:.4f}, params {best.params}")
+    elif (stopped := _budget_stopped_best(outcome)) is not None:
+        # No trial finished, but one stopped by the budget is what `export` takes: say so, not "nothing".
+        value = stopped.user_attrs[keys.BEST_VALUE]
+        ran = int(stopped.user_attrs.get(keys.EPOCHS_RUN) or 0)
+        console.print(
+            f"no completed trial yet; exportable: trial {stopped.number} (stopped by the time budget after "
+            f"{ran} epoch{'' if ran == 1 else 's'}), {label} {value:.4f}, params {stopped.params}"
+        )
+    else:
+        console.print("no completed trial yet")
     if outcome.resume_command:
         # One unwrapped line, no markup: it is a command to copy.
         err_console.print("interrupted; resume with:")
         err_console.print(f"  {outcome.resume_command}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _budget_stopped_best(outcome: SearchOutcome) -> FrozenTrial | None:
+    """The trial ``export`` would take from a study where none completed: one stopped by the budget."""
+    import optuna
+
+    from hpsearch.errors import ConfigError
+    from hpsearch.results.query import best_exportable_trial
+
+    prepared = outcome.prepared
+    try:
+        return best_exportable_trial(
+            optuna.load_study(study_name=prepared.study_name, storage=prepared.storage)
+        )
+    except ConfigError:
+        return None
 
 
 @app.command()

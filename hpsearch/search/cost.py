@@ -284,6 +284,13 @@ def _pruner_wait(spec: StudySpec) -> str | None:
     return None
 
 
+def parallel_workers(costs: list[CostEstimate], workers: int) -> int:
+    """How many of ``workers`` add speed: all of them on a CUDA device (its processes overlap well, as a
+    two-worker study on one GPU measured), none on a CPU, whose cores the workers share (each gets cores / N
+    threads). The device type, not its name: the name is the GPU's model ("NVIDIA H200")."""
+    return workers if costs and costs[0].kind == "cuda" else 1
+
+
 def decide_plan(
     prepared: Any, opts: Any, costs: list[CostEstimate] | None, *, workers: int = 1
 ) -> LengthPlan | None:
@@ -301,7 +308,7 @@ def decide_plan(
     epochs = study_epochs(spec, opts.overrides)
     if opts.timeout is not None and opts.max_epochs is None and costs:
         s_epochs = epoch_seconds(costs, batch_choices(spec))
-        parallel = workers if costs[0].device.lower().startswith("cuda") else 1
+        parallel = parallel_workers(costs, workers)
         plan = budget_plan(
             spec.resource,
             pruner_name=spec.pruner.name,
@@ -332,8 +339,7 @@ def estimate_study(
         epochs = epoch_choices(spec, prepared.base.train.epochs if prepared.base else 25)
         if opts.max_epochs is not None:
             epochs = [min(e, opts.max_epochs) for e in epochs]
-    # Worker processes on one CPU share its cores (each gets cores / N threads): no speed-up to count on.
-    parallel = workers if costs[0].device.lower().startswith("cuda") else 1
+    parallel = parallel_workers(costs, workers)
     remaining = _remaining_trials(prepared, opts)
     forecast = None
     if opts.timeout is not None or remaining:

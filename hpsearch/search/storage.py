@@ -311,15 +311,34 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: StorageOptions) 
 def _open_error(url: str, exc: Exception) -> StorageError:
     """One line for a storage that would not open: the first line of the cause, the password masked."""
     shown = mask_url(url)
+    scheme = url.split("://", 1)[0]
+    postgres = scheme in ("postgres", "postgresql", "postgresql+psycopg2")
+    if postgres:
+        # SQLAlchemy knows no 'postgres://' and reads 'postgresql://' as psycopg2 before 2.1 (psycopg 3
+        # after): the driver hpsearch installs is psycopg 3, so say how to name it, whatever the version.
+        hint = "for PostgreSQL write postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (psycopg 3)"
+    else:
+        hint = "check the URL, that the server is running, and the credentials"
     if isinstance(exc, ModuleNotFoundError):
-        return StorageError(f"storage '{shown}': database driver missing ({exc.name}); install it")
+        fix = hint if postgres else "install it"
+        return StorageError(f"storage '{shown}': database driver missing ({exc.name}); {fix}")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     first = first.replace(url, shown)
-    hint = "check the URL, that the server is running, and the credentials"
-    if url.split("://", 1)[0] in ("postgres", "postgresql", "postgresql+psycopg2"):
-        # SQLAlchemy knows no 'postgres://' and reads 'postgresql://' as psycopg2, which is not installed.
-        hint = "for PostgreSQL write postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (psycopg 3)"
-    return StorageError(f"cannot open storage '{shown}': {first}; {hint}")
+    return StorageError(f"cannot open storage '{shown}'{_server_named(url, first)}: {first}; {hint}")
+
+
+def _server_named(url: str, cause: str) -> str:
+    """`` (server HOST port PORT)`` when the cause does not name them: the driver's wording of a refused
+    connection depends on its libpq (older ones leave out the port), and the operator needs both."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return ""
+    if parsed.host is None or f"port {parsed.port}" in cause:
+        return ""
+    return f" (server {parsed.host} port {parsed.port or 'default'})"
 
 
 def make_storage(url: str, options: StorageOptions = StorageOptions()) -> RDBStorage:

@@ -36,6 +36,7 @@ class CostEstimate:
     spread: float = 0.0  # (slowest - fastest window) / median step time: how sure the step time is
     windows: int = 1
     max_steps: int | None = None  # the config's max_steps_per_epoch, if it caps an epoch
+    kind: str = "cpu"  # torch's device type ("cuda", "mps", "cpu"); ``device`` is the name shown to people
 
     @property
     def steps_per_epoch(self) -> int:
@@ -104,6 +105,7 @@ def measure_cost(cfg: RunConfig, data: PreparedData, *, max_s: float = DEFAULT_M
     val_s = statistics.median(h["val_time_s"] for h in history) * (n_val / val_n) if val_n else 0.0
     return CostEstimate(
         device=describe_device(resolve_device(cfg.train.device)),
+        kind=resolve_device(cfg.train.device).type,
         batch_size=bs,
         image_size=cfg.data.image_size,
         n_train=len(data.train_images),
