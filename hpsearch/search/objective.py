@@ -6,7 +6,6 @@ Together with ``space.py`` this is the only code that touches ``optuna.Trial``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import shutil
 import time
@@ -21,6 +20,7 @@ import torch
 
 from hpsearch.errors import NonFiniteLossError, OutputError
 from hpsearch.search import keys
+from hpsearch.search.lifecycle import StudySplit
 from hpsearch.search.notes import config_differences, trial_note
 from hpsearch.search.space import suggest
 from hpsearch.search.spec import StudySpec
@@ -126,22 +126,14 @@ class TrialContext:
     on_event: Callable[[Event], None] | None = None
     scale: str = "full"
     deadline: float | None = None  # time.monotonic() after which a running trial stops at its next epoch
+    split: StudySplit | None = None  # the study's split, computed when it was opened: not split again
 
 
-def _study_base(spec: StudySpec) -> dict[str, Any]:
-    """The study's fixed part, monitoring the study's metric: the kept epoch is the one the study ranks."""
-    base = copy.deepcopy(spec.fixed)
-    base.setdefault("train", {})["monitor"] = spec.metric
-    return base
-
-
-def build_trial_config(
-    ctx: TrialContext, params: dict[str, Any], trial_number: int | None
-) -> RunConfig:
+def build_trial_config(ctx: TrialContext, params: dict[str, Any], trial_number: int | None) -> RunConfig:
     """Defaults < study ``fixed`` < sampled params < CLI overrides < options < scale < cap
     (``resolve_run_config``); seed = study seed + trial number (None: the study's reference config)."""
     return resolve_run_config(
-        _study_base(ctx.spec),
+        ctx.spec.run_base(),
         params=params,
         overrides=ctx.overrides,
         device=ctx.device,
@@ -188,7 +180,8 @@ class Objective:
         """Decoded arrays are shared by all trials that use the same data settings."""
         key = cfg.data.prepared_key()
         if key not in self._data:
-            self._data[key] = prepare_data(cfg.data, self.ctx.data_dir, progress=False)
+            split = self.ctx.split.reusable_for(cfg.data) if self.ctx.split is not None else None
+            self._data[key] = prepare_data(cfg.data, self.ctx.data_dir, progress=False, known_split=split)
         return self._data[key]
 
     def _progress_hook(self, number: int) -> Callable[[dict[str, float]], None] | None:

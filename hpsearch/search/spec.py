@@ -6,6 +6,7 @@ the sampler and pruner, the metric and direction, the budget, and optional trial
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -163,6 +164,13 @@ class StudySpec(_Strict):
     seed: int = 0
     enqueue: list[dict[str, _Scalar]] = Field(default_factory=list)
     synthetic: bool = Field(default=False, description="runs on `hpsearch data synth` data when no --data")
+
+    def run_base(self) -> dict[str, Any]:
+        """The study's fixed part, monitoring the study's metric (the kept epoch is the one the study ranks):
+        the base layer of every trial's config and of the config checked before a study opens."""
+        base = copy.deepcopy(self.fixed)
+        base.setdefault("train", {})["monitor"] = self.metric
+        return base
 
     def fingerprint(self) -> str:
         """Hash of what defines the objective: space, fixed settings, metric, sampler and pruner."""

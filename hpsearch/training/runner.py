@@ -70,9 +70,18 @@ class PreparedData:
     val_stems: list[str]
 
 
-def prepare_data(cfg: DataConfig, data_dir: Path, *, progress: bool | None = None) -> PreparedData:
-    """Verify the folder, split it, and load the decoded train/val arrays (the test part stays sealed)."""
-    pairs, split = split_for(cfg, data_dir)
+def prepare_data(
+    cfg: DataConfig,
+    data_dir: Path,
+    *,
+    progress: bool | None = None,
+    known_split: tuple[list[Pair], Split] | None = None,
+) -> PreparedData:
+    """Verify the folder, split it, and load the decoded train/val arrays (the test part stays sealed).
+
+    ``known_split``: the ``split_for`` result for this folder and ``cfg``'s split settings, if known.
+    """
+    pairs, split = known_split if known_split is not None else split_for(cfg, data_dir)
     by_stem = {p.stem: p for p in pairs}
     train_stems = list(split.train)
     if cfg.max_train_images:
