@@ -98,7 +98,7 @@ def _announce(prepared: PreparedStudy) -> None:
 
 
 def _print_outcome(outcome: SearchOutcome) -> None:
-    from hpsearch.search.live import METRIC_LABELS
+    from hpsearch.training.metric_table import label
 
     if not outcome.ran:
         return
@@ -109,8 +109,8 @@ def _print_outcome(outcome: SearchOutcome) -> None:
     if best is None:
         console.print("no completed trial yet")
     else:
-        label = METRIC_LABELS[outcome.prepared.spec.metric]
-        console.print(f"best: trial {best.number}, {label} {best.value:.4f}, params {best.params}")
+        shown = label(outcome.prepared.spec.metric)
+        console.print(f"best: trial {best.number}, {shown} {best.value:.4f}, params {best.params}")
     if outcome.resume_command:
         # One unwrapped line, no markup: it is a command to copy.
         err_console.print("interrupted; resume with:")

@@ -27,6 +27,7 @@ from hpsearch.search.spec import StudySpec
 from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.device import describe_device, release_memory, resolve_device
 from hpsearch.training.manifest import hardware
+from hpsearch.training.metric_table import METRICS, best_of, best_row
 from hpsearch.training.runner import PreparedData, TrainOutcome, prepare_data, train_from_config
 from hpsearch.training.viz import plot_curves
 
@@ -61,7 +62,7 @@ class PruningCallback:
         trial: optuna.Trial,
         metric: str,
         *,
-        direction: str = "maximize",
+        direction: str | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
         epochs: int | None = None,
     ) -> None:
@@ -70,7 +71,7 @@ class PruningCallback:
         self.epochs = epochs
         self.history: list[dict[str, float]] = []
         self.best: float | None = None
-        self._better = max if direction == "maximize" else min
+        self._better = best_of(direction or METRICS[metric].direction)  # None: the metric's own
         self.on_epoch = on_epoch
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -102,8 +103,7 @@ def record_partial(
     trial.set_user_attr(keys.TRIAL_WALL_S, time.perf_counter() - started)
     trial.set_user_attr(keys.EPOCHS_RUN, len(history))
     if history:
-        pick = max if direction == "maximize" else min
-        best = pick(history, key=lambda h: h[metric])
+        best = best_row(history, metric, direction)
         trial.set_user_attr(keys.BEST_VAL_DICE, best["val_dice"])
         trial.set_user_attr(keys.BEST_VALUE, float(best[metric]))
         if "val_iou" in best:
@@ -300,10 +300,7 @@ class Objective:
         history = run.callback.history
         self._stopped_curves(run, state)
         _drop_empty(run.out_dir)
-        best = None
-        if history:
-            pick = max if spec.direction == "maximize" else min
-            best = pick(history, key=lambda h: h[spec.metric])
+        best = best_row(history, spec.metric, spec.direction) if history else None
         self._note(
             run,
             state=state,

@@ -19,6 +19,7 @@ from torch import nn
 
 from hpsearch.data.device_augment import normalize_batch
 from hpsearch.errors import NonFiniteLossError, OutputError
+from hpsearch.training import record_keys as rk
 from hpsearch.training.checkpoint import ResumePoint, load_resume_state, save_checkpoint, save_resume_state
 from hpsearch.training.config import TrainConfig
 from hpsearch.training.device import (
@@ -30,6 +31,7 @@ from hpsearch.training.device import (
     resolve_device,
 )
 from hpsearch.training.losses import create_loss
+from hpsearch.training.metric_table import DEFAULT_METRIC
 from hpsearch.training.metrics import SegMetrics
 from hpsearch.training.optim import Schedule, create_optimizer, create_schedule
 from hpsearch.training.progress import EpochBar, epoch_progress, say
@@ -63,7 +65,7 @@ class FitResult:
     peak_memory_mb: float | None
     checkpoint_path: Path | None = None
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-    monitor: str = "val_dice"
+    monitor: str = DEFAULT_METRIC
     best_value: float = float("nan")
     resumed_from_epoch: int = 0
 
@@ -83,19 +85,19 @@ class FitResult:
 
             checkpoint = portable_path(checkpoint, base)
         return {
-            "monitor": self.monitor,
-            "best_value": self.best_value if math.isfinite(self.best_value) else None,
-            "best_epoch": self.best_epoch,
-            "best_val_dice": self.best_dice,
-            "best_val_iou": self.best_iou,
-            "epochs_run": self.epochs_run,
-            "wall_time_s": self.wall_time_s,
-            "train_img_per_s": self.train_img_per_s,
-            "device": self.device,
-            "peak_memory_mb": self.peak_memory_mb,
-            "history": [dict(row) for row in self.history],
-            "checkpoint": str(checkpoint) if checkpoint else None,
-            "resumed_from_epoch": self.resumed_from_epoch,
+            rk.MONITOR: self.monitor,
+            rk.BEST_VALUE: self.best_value if math.isfinite(self.best_value) else None,
+            rk.BEST_EPOCH: self.best_epoch,
+            rk.BEST_VAL_DICE: self.best_dice,
+            rk.BEST_VAL_IOU: self.best_iou,
+            rk.EPOCHS_RUN: self.epochs_run,
+            rk.WALL_TIME_S: self.wall_time_s,
+            rk.TRAIN_IMG_PER_S: self.train_img_per_s,
+            rk.DEVICE: self.device,
+            rk.PEAK_MEMORY_MB: self.peak_memory_mb,
+            rk.HISTORY: [dict(row) for row in self.history],
+            rk.CHECKPOINT: str(checkpoint) if checkpoint else None,
+            rk.RESUMED_FROM_EPOCH: self.resumed_from_epoch,
         }
 
 
@@ -103,7 +105,7 @@ class FitResult:
 class BestEpoch:
     """The kept epoch: the highest ``monitor`` value wins; ties keep the earlier epoch; NaN never wins."""
 
-    monitor: str = "val_dice"
+    monitor: str = DEFAULT_METRIC
     value: float = -1.0
     epoch: int = 0
     dice: float = -1.0
