@@ -199,8 +199,16 @@ def test_minimizing_a_metric_where_higher_is_better_is_refused_at_load(metric: s
 
 
 def test_samplers_and_pruners_are_built_by_name_with_checked_options() -> None:
+    def first_values(sampler: optuna.samplers.BaseSampler) -> list[float]:
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=5)
+        return [t.params["x"] for t in study.trials]
+
     tpe = build_sampler("tpe", 11, {"n_startup_trials": 4})
-    assert isinstance(tpe, optuna.samplers.TPESampler) and tpe._n_startup_trials == 4
+    assert isinstance(tpe, optuna.samplers.TPESampler)
+    # The option and the seed reached it: 4 random start-up trials (the seed's stream), then TPE's own pick.
+    tpe_values, random_values = first_values(tpe), first_values(optuna.samplers.RandomSampler(seed=11))
+    assert tpe_values[:4] == random_values[:4] and tpe_values[4] != random_values[4]
     assert isinstance(build_pruner("median", {"n_warmup_steps": 1}), optuna.pruners.MedianPruner)
     with pytest.raises(ConfigError, match=r"option\(s\) n_startup_trial for sampler 'tpe'.*n_startup_trials"):
         build_sampler("tpe", 0, {"n_startup_trial": 4})

@@ -121,7 +121,8 @@ def test_worker_seed_streams_differ_per_worker_and_do_not_replay_on_resume(
 
     def first_lr(index: int) -> float:
         w = worker.worker_study("smoke", storage, spec, seed_offset=index, budgeted=False)
-        return w.sampler._random_sampler._rng.rng.uniform()  # the start-up stream TPE draws from
+        # The worker's sampler asked for a first point on a scratch study: TPE's start-up stream.
+        return optuna.create_study(sampler=w.sampler).ask().suggest_float("x", 0.0, 1.0)
 
     lrs = [first_lr(i) for i in (0, 1, 2, 0)]
     assert seeds == [0, 7919, 2 * 7919, 0]  # sampler seed = spec seed + 7919 * worker index
