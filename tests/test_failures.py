@@ -24,7 +24,7 @@ import hpsearch.search.storage as storage_mod
 import hpsearch.search.worker as worker
 from hpsearch.errors import StorageError
 from hpsearch.search import keys
-from hpsearch.search.lifecycle import count_tickets, create_or_load_study
+from hpsearch.search.lifecycle import count_tickets, create_study
 from hpsearch.search.spec import load_study_spec
 from hpsearch.search.worker import INTERRUPTED
 
@@ -246,7 +246,7 @@ def _flaky_ask(monkeypatch: pytest.MonkeyPatch, fail_calls: set[int]) -> None:
 def _budgeted_smoke_study(url: str, n_trials: int) -> optuna.Study:
     spec = load_study_spec("smoke")
     storage = storage_mod.make_storage(url)
-    create_or_load_study(spec, storage, split_hash="h", n_trials=n_trials)
+    create_study(spec, storage, split_hash="h", n_trials=n_trials)
     return worker.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
 
 
@@ -286,7 +286,7 @@ def _two_workers_one_beat(url: str, n_trials: int, grace: int = 2) -> tuple[Any,
     spec = load_study_spec("smoke")
     opts = storage_mod.StorageOptions(heartbeat_interval=1, grace_period=grace)
     storage = storage_mod.make_storage(url, opts)
-    create_or_load_study(spec, storage, split_hash="h", n_trials=n_trials)
+    create_study(spec, storage, split_hash="h", n_trials=n_trials)
     first = worker.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
     claimed = first.ask()
     claimed.suggest_float("train.lr", 1e-4, 0.3, log=True)
@@ -327,7 +327,7 @@ def test_heartbeat_ages_reads_running_trials_only(storage_url: str) -> None:
     spec = load_study_spec("smoke")
     opts = storage_mod.StorageOptions(heartbeat_interval=1)
     storage = storage_mod.make_storage(storage_url, opts)
-    create_or_load_study(spec, storage, split_hash="h", n_trials=3)
+    create_study(spec, storage, split_hash="h", n_trials=3)
     w = worker.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
     a, b = w.ask(), w.ask()
     storage.record_heartbeat(a._trial_id)

@@ -1,8 +1,8 @@
 """Pruning is fair to every schedule a shipped study can train: scripted curves through each study's pruner.
 
 No training: each trial is a per-epoch validation-Dice curve, fed through an in-memory Optuna study with
-ask / report / should_prune / tell, reporting the running best as the pruning callback does. The pruner is
-the one the study file names, built as a worker builds it.
+ask / tell around the real ``PruningCallback`` (which reports the running best and asks the pruner). The
+pruner is the one the study file names, built as a worker builds it.
 
 The curve model (``dice_curve``) is what makes schedules matter: every trial learns at the same pace (scaled
 by its quality), and on top of that collects an annealing gain as its learning rate falls. Under a cosine
@@ -21,6 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hpsearch.search.objective import PruningCallback
 from hpsearch.search.plan import default_plan, study_epochs
 from hpsearch.search.spec import CategoricalParam, IntParam, StudySpec, builtin_studies, load_study_spec
 from hpsearch.search.strategies import study_pruner
@@ -96,18 +97,32 @@ def new_study(spec: StudySpec) -> optuna.Study:
     return optuna.create_study(study_name=spec.name, direction="maximize", pruner=pruner)
 
 
+class _ReportsEachEpoch:
+    """The counterfactual: a trial that reports each epoch's own value, whatever the callback hands it."""
+
+    def __init__(self, trial: optuna.Trial, curve: list[float]) -> None:
+        self.trial, self.curve = trial, curve
+
+    def report(self, value: float, step: int) -> None:
+        self.trial.report(self.curve[step - 1], step)
+
+    def should_prune(self) -> bool:
+        return self.trial.should_prune()
+
+
 def run_trial(study: optuna.Study, curve: list[float], *, running_best: bool = True) -> tuple[str, int]:
-    """Report ``curve`` epoch by epoch as the pruning callback does (never asking at the last epoch);
-    ``(final state, last epoch)``."""
+    """Feed ``curve`` epoch by epoch to the real ``PruningCallback``, as ``fit`` does; ``(final state, last
+    epoch)``. ``running_best=False``: the same callback on a trial that reports each epoch's own value."""
     trial = study.ask()
-    best = -math.inf
+    reporter = trial if running_best else _ReportsEachEpoch(trial, curve)
+    callback = PruningCallback(reporter, "val_dice", epochs=len(curve))  # type: ignore[arg-type]
     for epoch, value in enumerate(curve, start=1):
-        best = max(best, value)
-        trial.report(best if running_best else value, epoch)
-        if epoch < len(curve) and trial.should_prune():
+        try:
+            callback(epoch, {"val_dice": value})
+        except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
             return "PRUNED", epoch
-    study.tell(trial, best)  # the objective returns the best epoch's value
+    study.tell(trial, callback.best)  # the objective returns the best epoch's value
     return "COMPLETE", len(curve)
 
 
@@ -210,7 +225,6 @@ def test_reporting_the_current_value_would_prune_on_a_dip() -> None:
 def test_a_trial_is_never_pruned_at_its_last_epoch() -> None:
     """The callback does not consult the pruner at the last epoch: a trial that trained to its end is
     COMPLETE (exportable, counted by the median), however it compares there."""
-    from hpsearch.search.objective import PruningCallback
 
     class _Always:
         def __init__(self) -> None:

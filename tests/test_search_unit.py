@@ -16,7 +16,7 @@ import yaml
 from hpsearch.errors import ConfigError
 from hpsearch.search import keys
 from hpsearch.search.objective import PruningCallback, record_partial
-from hpsearch.search.space import suggest
+from hpsearch.search.space import representative_params, suggest
 from hpsearch.search.spec import StudySpec, builtin_studies, parse_study
 from hpsearch.search.strategies import build_pruner, build_sampler
 from hpsearch.training.config import resolve_run_config
@@ -165,17 +165,27 @@ def _smoke(extra_space: dict[str, Any] | None = None) -> StudySpec:
 
 def test_preparation_refuses_what_every_trial_would_refuse_and_returns_the_capped_base() -> None:
     from hpsearch.search.lifecycle import validated_base
+    from hpsearch.search.objective import TrialContext, build_trial_config
 
     smoke = _smoke()
     base = validated_base(smoke, overrides={"train.weight_decay": 1e-4}, device="cpu", max_epochs=2)
     assert (base.train.epochs, base.train.weight_decay, base.train.device) == (2, 1e-4, "cpu")
-    assert base.train.lr == 1e-3  # a stand-in, not a sampled value: the study's lr is searched per trial
-    with pytest.raises(ConfigError, match=r"--set train\.batch_size would replace"):
+    # It is the representative trial's config, resolved as a trial resolves its own.
+    overrides = {"train.weight_decay": 1e-4}
+    ctx = TrialContext(
+        spec=smoke, data_dir=Path("d"), out_root=Path("o"), overrides=overrides, device="cpu", max_epochs=2
+    )
+    trial = build_trial_config(ctx, representative_params(smoke.space), None)
+    assert base.model_dump(exclude={"data": {"path"}}) == trial.model_dump(exclude={"data": {"path"}})
+    assert base.train.lr == pytest.approx((1e-4 * 3e-1) ** 0.5) and base.train.monitor == "val_dice"
+    with pytest.raises(ConfigError, match=r"study 'smoke': --set train\.batch_size would replace"):
         validated_base(smoke, overrides={"train.batch_size": 8})
+    with pytest.raises(ConfigError, match=r"study 'smoke': field 'train.weight_decay'"):
+        validated_base(smoke, overrides={"train.weight_decay": "heavy"})
     searching = _smoke({"train.epochs": {"type": "int", "low": 1, "high": 3}})
     with pytest.raises(ConfigError, match=r"--max-epochs 1 would cap the training length, which this study"):
         validated_base(searching, max_epochs=1)
-    assert validated_base(searching).train.epochs == 4  # without a cap the study is fine
+    assert validated_base(searching).train.epochs == 2  # without a cap the study is fine (the middle length)
 
 
 # ---------------------------------------------------------------------------- study specs, strategies
@@ -189,8 +199,16 @@ def test_minimizing_a_metric_where_higher_is_better_is_refused_at_load(metric: s
 
 
 def test_samplers_and_pruners_are_built_by_name_with_checked_options() -> None:
+    def first_values(sampler: optuna.samplers.BaseSampler) -> list[float]:
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=5)
+        return [t.params["x"] for t in study.trials]
+
     tpe = build_sampler("tpe", 11, {"n_startup_trials": 4})
-    assert isinstance(tpe, optuna.samplers.TPESampler) and tpe._n_startup_trials == 4
+    assert isinstance(tpe, optuna.samplers.TPESampler)
+    # The option and the seed reached it: 4 random start-up trials (the seed's stream), then TPE's own pick.
+    tpe_values, random_values = first_values(tpe), first_values(optuna.samplers.RandomSampler(seed=11))
+    assert tpe_values[:4] == random_values[:4] and tpe_values[4] != random_values[4]
     assert isinstance(build_pruner("median", {"n_warmup_steps": 1}), optuna.pruners.MedianPruner)
     with pytest.raises(ConfigError, match=r"option\(s\) n_startup_trial for sampler 'tpe'.*n_startup_trials"):
         build_sampler("tpe", 0, {"n_startup_trial": 4})

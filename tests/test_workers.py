@@ -21,7 +21,7 @@ import hpsearch.search.launch as launch
 import hpsearch.search.worker as worker
 from hpsearch.cli.options import search_options, worker_index_from_env
 from hpsearch.search import keys
-from hpsearch.search.lifecycle import PreparedStudy, create_or_load_study
+from hpsearch.search.lifecycle import PreparedStudy, create_study
 from hpsearch.search.options import SearchOptions, parse_overrides
 from hpsearch.search.spec import load_study_spec
 from hpsearch.search.storage import StorageOptions, make_storage
@@ -114,14 +114,15 @@ def test_worker_seed_streams_differ_per_worker_and_do_not_replay_on_resume(
 ) -> None:
     spec = load_study_spec("smoke")
     storage = make_storage(storage_url)
-    study, _ = create_or_load_study(spec, storage, split_hash="h", n_trials=6)
+    study = create_study(spec, storage, split_hash="h", n_trials=6)
     seeds: list[int] = []
     real = worker.build_sampler
     monkeypatch.setattr(worker, "build_sampler", lambda n, seed, kw: seeds.append(seed) or real(n, seed, kw))
 
     def first_lr(index: int) -> float:
         w = worker.worker_study("smoke", storage, spec, seed_offset=index, budgeted=False)
-        return w.sampler._random_sampler._rng.rng.uniform()  # the start-up stream TPE draws from
+        # The worker's sampler asked for a first point on a scratch study: TPE's start-up stream.
+        return optuna.create_study(sampler=w.sampler).ask().suggest_float("x", 0.0, 1.0)
 
     lrs = [first_lr(i) for i in (0, 1, 2, 0)]
     assert seeds == [0, 7919, 2 * 7919, 0]  # sampler seed = spec seed + 7919 * worker index

@@ -101,14 +101,14 @@ def _announce(prepared: PreparedStudy) -> None:
 
 def _print_outcome(outcome: SearchOutcome) -> None:
     from hpsearch.search import keys
-    from hpsearch.search.live import METRIC_LABELS
+    from hpsearch.training.metric_table import label as metric_label
 
     if not outcome.ran:
         return
     if outcome.failed_workers:
         err_console.print(f"[red]error:[/] worker exit codes {outcome.worker_exit_codes}")
     console.print("trials: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(outcome.states.items())))
-    label = METRIC_LABELS[outcome.prepared.spec.metric]
+    label = metric_label(outcome.prepared.spec.metric)
     best = outcome.best
     if best is not None:
         console.print(f"best: trial {best.number}, {label} {best.value:.4f}, params {best.params}")

@@ -20,6 +20,7 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -253,6 +254,15 @@ class DeviceBatches:
     def __len__(self) -> int:
         n = len(self.images)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the one generator (shuffle order and augmentation draws) stands (``fit``'s resume state)."""
+        return {"generator": self.generator.get_state(), "augment": None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the stream saved by ``state_dict``."""
+        if state.get("generator") is not None:
+            self.generator.set_state(state["generator"])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.images)

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.results.query import study_metric
 from hpsearch.results.report_data import FINISHED, best_intermediate, is_maximize, trial_curve
+from hpsearch.training.metric_table import METRICS
 
 # How each state's per-epoch curve is drawn; states missing here are not drawn.
 CURVE_STYLES: dict[TrialState, dict[str, Any]] = {
@@ -28,7 +29,7 @@ CURVE_STYLES: dict[TrialState, dict[str, Any]] = {
     TrialState.RUNNING: {"color": "tab:green", "alpha": 0.8, "lw": 1.0, "ls": ":"},
 }
 # Metrics bounded by [0, 1]: their axis is fixed so plots of different studies compare at a glance.
-UNIT_METRICS = ("val_dice", "val_iou")
+UNIT_METRICS = tuple(m.name for m in METRICS.values() if m.unit)
 
 
 def _new_figure(width: float, height: float) -> tuple[Figure, Axes]:

@@ -16,9 +16,9 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import ConfigError, StorageError
 from hpsearch.search import keys
 from hpsearch.search.storage import make_storage, mask_url
+from hpsearch.training.metric_table import DEFAULT_METRIC
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
-DEFAULT_METRIC = "val_dice"
 
 # Numbers a complete trial records (objective.py), copied into summaries when present.
 TRIAL_METRICS = (

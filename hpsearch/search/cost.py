@@ -17,41 +17,13 @@ from typing import Any
 
 from hpsearch.search.plan import LengthPlan
 from hpsearch.search.simulate import Prediction
-from hpsearch.search.space import suggest
-from hpsearch.search.spec import CategoricalParam, IntParam, Param, StudySpec
+from hpsearch.search.space import representative_params
+from hpsearch.search.spec import CategoricalParam, IntParam, StudySpec
 from hpsearch.training.estimate import CostEstimate
 from hpsearch.training.progress import format_duration
 
 _DAY = 86400.0
 TRIAL_OVERHEAD_S = 3.0  # per trial outside fit: storage writes, gallery, curves (measured: 1-5 s on a CPU)
-
-
-class _MiddleTrial:
-    """Answers ``suggest``'s questions with the middle of each range, so the walk over the space (and its
-    conditional parameters) stays in ``space.suggest``."""
-
-    def __init__(self, pinned: dict[str, Any] | None = None) -> None:
-        self.pinned = pinned or {}
-
-    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
-        return self.pinned.get(name, choices[len(choices) // 2])
-
-    def suggest_float(
-        self, name: str, low: float, high: float, *, log: bool = False, step: Any = None
-    ) -> float:
-        return math.sqrt(low * high) if log else (low + high) / 2
-
-    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
-        if name in self.pinned:
-            return int(self.pinned[name])
-        mid = self.suggest_float(name, low, high, log=log)
-        return low + round((mid - low) / step) * step
-
-
-def representative_params(space: dict[str, Param], **pinned: Any) -> dict[str, Any]:
-    """A typical trial: the middle choice of each categorical, the (geometric) middle of each range;
-    ``pinned`` (dotted paths as keys via ``**{...}``) fixes some of them."""
-    return suggest(_MiddleTrial(pinned), space)  # type: ignore[arg-type]
 
 
 def batch_choices(spec: StudySpec) -> list[int]:
@@ -181,11 +153,14 @@ def describe(study: StudyCost, *, scale: str, hint_flags: list[str]) -> list[str
     """The lines printed before the first trial. ``hint_flags`` are the ways to make a slow study fit."""
     lines = _measured_line(study, scale)
     if study.plan is not None:
-        lines.append(f"  a trial: {study.plan.describe()}; ≈ {format_duration(study.longest_trial_s)} if it "
-                     "is never pruned")
+        lines.append(
+            f"  a trial: {study.plan.describe()}; ≈ {format_duration(study.longest_trial_s)} if it "
+            "is never pruned"
+        )
     else:
-        per_len = ", ".join(f"{e} epochs ≈ {format_duration(study.cost.run_s(e))}" for e in sorted(set(
-            study.epochs)))
+        per_len = ", ".join(
+            f"{e} epochs ≈ {format_duration(study.cost.run_s(e))}" for e in sorted(set(study.epochs))
+        )
         lines.append(f"  a trial: {per_len}")
     lines += _forecast_lines(study)
     full = study.unpruned_study_s
@@ -207,8 +182,10 @@ def describe(study: StudyCost, *, scale: str, hint_flags: list[str]) -> list[str
             + ". Starting anyway: you decide."
         )
     elif study.longest_trial_s > 6 * 3600 and hint_flags:
-        lines.append(f"  the longest trial alone takes {format_duration(study.longest_trial_s)}: "
-                     + "; ".join(hint_flags))
+        lines.append(
+            f"  the longest trial alone takes {format_duration(study.longest_trial_s)}: "
+            + "; ".join(hint_flags)
+        )
     return lines
 
 
@@ -247,19 +224,12 @@ def _remaining_trials(prepared: Any, opts: Any) -> int | None:
 
 def measure_study(prepared: Any, opts: Any, say: Callable[[str], None]) -> list[CostEstimate]:
     """Time the smallest and the largest batch of the study's space on its device and scale."""
-    from hpsearch.search.objective import TrialContext, build_trial_config
+    from hpsearch.search.objective import build_trial_config
     from hpsearch.training.estimate import DEFAULT_MAX_S, measure_cost
     from hpsearch.training.runner import prepare_data
 
     spec = prepared.spec
-    ctx = TrialContext(
-        spec=spec,
-        data_dir=prepared.data_dir,
-        out_root=prepared.out_root,
-        overrides=dict(opts.overrides),
-        device=opts.device,
-        scale=prepared.scale,
-    )
+    ctx = prepared.trial_context()
     batches = batch_choices(spec)
     ends: list[int | None] = sorted({batches[0], batches[-1]}) if batches else [None]
     which = f"batch {' and '.join(map(str, ends))}" if batches else "the study's batch size"
@@ -271,7 +241,8 @@ def measure_study(prepared: Any, opts: Any, say: Callable[[str], None]) -> list[
     for bs in ends:
         params = representative_params(spec.space, **({} if bs is None else {"train.batch_size": bs}))
         cfg = build_trial_config(ctx, params, 0)  # measure_cost sets its own (short) length
-        data = prepare_data(cfg.data, prepared.data_dir, progress=False)
+        split = prepared.split.reusable_for(cfg.data) if prepared.split is not None else None
+        data = prepare_data(cfg.data, prepared.data_dir, progress=False, known_split=split)
         costs.append(measure_cost(cfg, data))
     return costs
 

@@ -6,6 +6,29 @@ places would drift. Values are the strings already in existing storages, so old 
 
 from __future__ import annotations
 
+# The finished fit's record (FitResult.summary()), stored on every complete trial: named in the training room,
+# which cannot import this module, and re-used here.
+from hpsearch.training.record_keys import (
+    BEST_EPOCH,
+    BEST_VAL_DICE,
+    BEST_VAL_IOU,
+    BEST_VALUE,
+    CHECKPOINT,
+    DEVICE,
+    EPOCHS_RUN,
+    HISTORY,
+    MONITOR,
+    PEAK_MEMORY_MB,
+    RESUMED_FROM_EPOCH,
+    TRAIN_IMG_PER_S,
+    WALL_TIME_S,
+)
+
+__all__ = [  # the re-used names; every other name below is this module's own
+    "BEST_EPOCH", "BEST_VAL_DICE", "BEST_VAL_IOU", "BEST_VALUE", "CHECKPOINT", "DEVICE", "EPOCHS_RUN",
+    "HISTORY", "MONITOR", "PEAK_MEMORY_MB", "RESUMED_FROM_EPOCH", "TRAIN_IMG_PER_S", "WALL_TIME_S",
+]  # fmt: skip
+
 # ---- study user attributes
 SPEC = "hpsearch_spec"  # the StudySpec as JSON: any worker rebuilds sampler, pruner and space from it
 SPEC_FINGERPRINT = "spec_fingerprint"  # hash of space/fixed/metric/direction/sampler/pruner: resume check
@@ -20,21 +43,11 @@ TICKET = "hpsearch_ticket"  # this trial was enqueued as one unit of the budget
 WORKER = "worker"
 CONFIG = "config"  # the fully resolved RunConfig the trial trained with (what export writes)
 SEED = "seed"
-HISTORY = "history"  # per-epoch metrics
-BEST_VAL_DICE = "best_val_dice"
-BEST_VAL_IOU = "best_val_iou"
-BEST_EPOCH = "best_epoch"
-EPOCHS_RUN = "epochs_run"
-WALL_TIME_S = "wall_time_s"  # inside fit()
 TRIAL_WALL_S = "trial_wall_s"  # the whole objective call
 OVERHEAD_S = "overhead_s"  # trial_wall_s - wall_time_s: storage writes, gallery, curves, artifacts
 RECORD_S = "record_s"
-TRAIN_IMG_PER_S = "train_img_per_s"
-DEVICE = "device"
 HARDWARE = "hardware"  # set as a trial starts (the manifest's "hardware"): a stopped trial names it too
-PEAK_MEMORY_MB = "peak_memory_mb"
 MANIFEST = "manifest"
-CHECKPOINT = "checkpoint"
 OUT_DIR = "out_dir"
 ARTIFACTS = "artifacts"  # {"gallery": artifact id, "curves": artifact id}
 FAIL_REASON = "fail_reason"
@@ -42,8 +55,6 @@ FAIL_DETAIL = "fail_detail"
 PRUNE_REASON = "prune_reason"
 STOPPED_BY = "stopped_by"  # "budget": stopped by --timeout, not by the pruner (still exportable)
 NOTE_ERROR = "note_error"  # why the dashboard note could not be written (the trial itself is fine)
-MONITOR = "monitor"  # the metric that picked the best epoch (the study's metric)
-BEST_VALUE = "best_value"  # the study metric at the best epoch: the trial's value
 
 # ---- trial system attribute set by Optuna's retry callback (and by hpsearch for interrupted tickets)
 FAILED_TRIAL = "failed_trial"

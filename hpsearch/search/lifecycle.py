@@ -19,9 +19,9 @@ import dataclasses
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
@@ -30,16 +30,22 @@ import hpsearch
 from hpsearch.errors import ConfigError
 from hpsearch.search import keys
 from hpsearch.search.options import SearchOptions
+from hpsearch.search.space import representative_params
 from hpsearch.search.spec import StudySpec, builtin_studies, load_study_spec, parse_study
 from hpsearch.search.storage import make_storage, mask_url, study_exists
-from hpsearch.search.strategies import build_sampler, study_pruner
 from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.scale import FULL
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+    from hpsearch.data.discover import Pair
+    from hpsearch.data.splits import Split, SplitSettings
+    from hpsearch.search.objective import TrialContext
 
 SYNTH_N = 48
 # How long a worker waits for the spec of a study that another worker created a moment ago.
 SPEC_WAIT_S = 30.0
-_MISSING = object()
 _NO_DATA = (
     "no dataset given: pass --data DIR or set HPSEARCH_DATA to a folder with images/ and masks/; "
     "get Kvasir-SEG with `hpsearch data download --out data/` or make a synthetic set with "
@@ -48,15 +54,6 @@ _NO_DATA = (
 
 
 # ------------------------------------------------------------------------------------------ the inputs
-def _lookup(tree: dict[str, Any], dotted: str) -> Any:
-    node: Any = tree
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return _MISSING
-        node = node[key]
-    return node
-
-
 def validated_base(
     spec: StudySpec,
     *,
@@ -65,30 +62,27 @@ def validated_base(
     max_epochs: int | None = None,
     scale: str | None = None,
 ) -> RunConfig:
-    """The config every trial starts from (study ``fixed`` + ``--set`` + ``--device``, capped), checked now.
+    """The config of the study's representative trial (``fixed`` + the middle of every range + ``--set`` +
+    ``--device`` + scale, capped), resolved once, now, the way every trial resolves its own.
 
-    Trials resolve their config with ``resolve_run_config``, which refuses a ``--set`` on a sampled path and
-    ``--max-epochs`` on a study that samples ``train.epochs``. The same call runs here, before any storage is
-    opened, with stand-ins for the sampled values (what the config already holds at those paths), so only
-    those refusals can fail it and they fail before a study exists, not in every trial.
+    ``resolve_run_config`` refuses a ``--set`` on a sampled path and ``--max-epochs`` on a study that samples
+    ``train.epochs``; running it here, before any storage is opened, makes those refusals (and a bad
+    ``--set`` value or name) fail before a study exists, not in every trial.
     """
     from hpsearch.training.validate import check_registry_names
 
-    plain = resolve_run_config(
-        spec.fixed, overrides=overrides, device=device, scale=scale, source="--set/--device/--scale"
-    )
-    check_registry_names(plain, source="--set/--device")
-    tree = plain.model_dump(mode="json")
-    # A sampled path missing from the config cannot be in ``overrides`` either (they are applied above).
-    params = {path: value for path in spec.space if (value := _lookup(tree, path)) is not _MISSING}
-    return resolve_run_config(
-        plain,
-        params=params,
+    source = f"study '{spec.name}'"
+    base = resolve_run_config(
+        spec.run_base(),
+        params=representative_params(spec.space),
         overrides=overrides,
         device=device,
         max_epochs=max_epochs,
-        source=f"study '{spec.name}'",
+        scale=scale,
+        source=source,
     )
+    check_registry_names(base, source=source)
+    return base
 
 
 def synthetic_data_dir(n: int = SYNTH_N, size: int = 64) -> Path:
@@ -112,13 +106,36 @@ def resolve_study_data(spec: StudySpec, data: str | Path | None, base: RunConfig
     raise ConfigError(_NO_DATA)
 
 
+def _split_key(settings: SplitSettings) -> tuple[Any, ...]:
+    return (settings.split_file, settings.val_fraction, settings.test_fraction, settings.split_seed,
+            bool(getattr(settings, "allow_empty_masks", False)))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StudySplit:
+    """The verified pairs and the split a study was opened with: computed once per process, then reused by
+    the cost estimate and every trial whose data settings split the same way."""
+
+    key: tuple[Any, ...]
+    pairs: list[Pair]
+    split: Split
+
+    def reusable_for(self, settings: SplitSettings) -> tuple[list[Pair], Split] | None:
+        """``(pairs, split)`` when ``settings`` split the folder the same way, else None (split anew)."""
+        return (self.pairs, self.split) if _split_key(settings) == self.key else None
+
+
 @dataclass(frozen=True)
 class StudyInputs:
     """What a spec plus the options resolve to, checked: the base config, the data folder, its split."""
 
     base: RunConfig
     data_dir: Path
-    split_hash: str
+    split: StudySplit
+
+    @property
+    def split_hash(self) -> str:
+        return self.split.split.hash
 
 
 def check_inputs(spec: StudySpec, opts: SearchOptions) -> StudyInputs:
@@ -129,8 +146,8 @@ def check_inputs(spec: StudySpec, opts: SearchOptions) -> StudyInputs:
         spec, overrides=opts.overrides, device=opts.device, max_epochs=opts.max_epochs, scale=opts.scale
     )
     data_dir = resolve_study_data(spec, opts.data, base)
-    _, split = split_for(base.data, data_dir)
-    return StudyInputs(base, data_dir, split.hash)
+    pairs, split = split_for(base.data, data_dir)
+    return StudyInputs(base, data_dir, StudySplit(_split_key(base.data), pairs, split))
 
 
 # ----------------------------------------------------------------------------------- stored studies
@@ -170,6 +187,7 @@ def _stamp(study: optuna.Study, spec: StudySpec, split_hash: str, scale: str) ->
     study.set_user_attr(keys.SPEC_FINGERPRINT, spec.fingerprint())
     study.set_user_attr(keys.DATA_SPLIT_HASH, split_hash)
     study.set_user_attr(keys.SCALE, scale)
+    name_metric(study, spec.metric)  # optuna-dashboard then shows val_dice, not "Objective 0"
 
 
 def stored_scale(attrs: dict[str, Any]) -> str:
@@ -177,21 +195,22 @@ def stored_scale(attrs: dict[str, Any]) -> str:
     return str(attrs.get(keys.SCALE, FULL))
 
 
+def _check_scale(study: optuna.Study, scale: str, *, verb: str) -> None:
+    """One study trains at one scale: another is refused, even with --force (its trials would not compare)."""
+    stored = stored_scale(study.user_attrs)
+    if stored != scale:
+        raise ConfigError(
+            f"cannot {verb} study '{study.study_name}' at scale '{scale}': its trials train at scale "
+            f"'{stored}'; pass --scale {stored}, or --study-name NEW to start a study at this scale"
+        )
+
+
 def _resume_problems(
-    study: optuna.Study,
-    *,
-    fingerprint: str | None,
-    split_hash: str,
-    data_dir: Path | None = None,
-    scale: str | None = None,
+    study: optuna.Study, *, fingerprint: str | None, split_hash: str, data_dir: Path | None = None
 ) -> list[str]:
-    """What differs between the stored study and the caller's spec, data and scale (None: not checked)."""
+    """What differs between the stored study and the caller's spec and data (None: not checked)."""
     attrs = study.user_attrs
     problems = []
-    if scale is not None and stored_scale(attrs) != scale:
-        problems.append(
-            f"it trains at scale '{stored_scale(attrs)}', not '{scale}' (pass --scale {stored_scale(attrs)})"
-        )
     if fingerprint is not None and attrs.get(keys.SPEC_FINGERPRINT) != fingerprint:
         problems.append("the search space, fixed settings, sampler or pruner changed")
     stored = attrs.get(keys.DATA_SPLIT_HASH)
@@ -221,88 +240,80 @@ def name_metric(study: optuna.Study, metric: str) -> bool:
     return True
 
 
-def create_or_load_study(
-    spec: StudySpec,
-    storage: Any,
-    *,
-    study_name: str | None = None,
-    split_hash: str,
-    n_trials: int | None = None,
-    force: bool = False,
-    create_only: bool = False,
-    scale: str = FULL,
-) -> tuple[optuna.Study, bool]:
-    """Create the study (storing its spec) or resume it, checking space and data are unchanged.
-
-    Returns ``(study, created)``. ``n_trials`` (or the spec's budget) sets the study's total number of trials;
-    a resume with a larger number tops the budget up. With ``create_only`` an existing study raises
-    ``DuplicatedStudyError`` instead (a worker joins it; only its creator issues the tickets).
-    """
-    name = study_name or spec.name
-    pruner = study_pruner(spec)  # this handle prunes nothing: workers build theirs with the stored plan
-    sampler = build_sampler(spec.sampler.name, spec.sampler.seed, spec.sampler.kwargs)
-    created = not study_exists(storage, name)
-    if create_only and not created:
-        raise optuna.exceptions.DuplicatedStudyError(f"study '{name}' already exists")
-    if created:
-        study = optuna.create_study(
-            storage=storage, study_name=name, direction=spec.direction, sampler=sampler, pruner=pruner
-        )
-        _stamp(study, spec, split_hash, scale)
-        study.set_user_attr(keys.VERSION, hpsearch.__version__)
-        name_metric(study, spec.metric)  # optuna-dashboard then shows val_dice, not "Objective 0"
-    else:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        if stored_scale(study.user_attrs) != scale:
-            # Not even with --force: trials at two scales in one study would not be comparable at all.
-            raise ConfigError(
-                f"cannot resume study '{name}' at scale '{scale}': its trials train at scale "
-                f"'{stored_scale(study.user_attrs)}'; pass --scale {stored_scale(study.user_attrs)}, or "
-                "--study-name NEW to start a study at this scale"
-            )
-        problems = _resume_problems(study, fingerprint=spec.fingerprint(), split_hash=split_hash)
-        if problems and not force:
-            raise ConfigError(
-                f"cannot resume study '{name}': {'; '.join(problems)}; use --study-name NEW to start a new "
-                "study, or --force to resume anyway"
-            )
-        if problems:
-            study.set_user_attr(keys.SPEC, spec.model_dump_json())
-            _stamp(study, spec, split_hash, scale)
-            name_metric(study, spec.metric)
+def _top_up(study: optuna.Study, spec: StudySpec, n_trials: int | None) -> None:
+    """Raise the budget to ``n_trials`` (or the spec's) and issue the missing tickets; never lower it."""
     budget = n_trials if n_trials is not None else spec.budget.n_trials
     if budget is not None:
         stored = int(study.user_attrs.get(keys.BUDGET_N_TRIALS, 0))
         study.set_user_attr(keys.BUDGET_N_TRIALS, max(budget, stored))
         _issue_tickets(study, spec, budget)
-    if created:
-        # Stored last: a worker joining a study created a moment ago waits for the spec (open_study), and then
-        # finds the data hash, the budget and the tickets already in place.
-        study.set_user_attr(keys.SPEC, spec.model_dump_json())
-    return study, created
+
+
+def create_study(
+    spec: StudySpec,
+    storage: BaseStorage,
+    *,
+    study_name: str | None = None,
+    split_hash: str,
+    n_trials: int | None = None,
+    scale: str = FULL,
+) -> optuna.Study:
+    """Create the study: its fingerprint, data split hash, scale, version, budget tickets, then its spec.
+
+    ``n_trials`` (or the spec's budget) is the study's total number of trials. Raises optuna's
+    ``DuplicatedStudyError`` when the study exists (a worker then joins it; only its creator issues tickets).
+    """
+    study = optuna.create_study(storage=storage, study_name=study_name or spec.name, direction=spec.direction)
+    _stamp(study, spec, split_hash, scale)
+    study.set_user_attr(keys.VERSION, hpsearch.__version__)
+    _top_up(study, spec, n_trials)
+    # Stored last: a worker joining a study created a moment ago waits for the spec (_await_stored_spec), and
+    # then finds the data hash, the budget and the tickets already in place.
+    study.set_user_attr(keys.SPEC, spec.model_dump_json())
+    return study
 
 
 # ------------------------------------------------------------------------------------- the one way in
-@dataclass
+@dataclass(kw_only=True)
 class PreparedStudy:
     """A validated spec plus an open study, ready for workers."""
 
     spec: StudySpec
     study_name: str
     storage_url: str
-    storage: Any
+    storage: BaseStorage
     data_dir: Path
     split_hash: str
     created: bool
     out_root: Path
-    base: RunConfig | None = None  # the checked config every trial starts from
+    base: RunConfig | None = None  # the checked config of a representative trial
     scale: str = FULL  # the named scale every trial trains at
+    overrides: dict[str, Any] = field(default_factory=dict)  # --set, parsed: every trial applies them
+    device: str | None = None  # --device
+    split: StudySplit | None = None  # the pairs and split computed at open time, reused by the trials
     need_bytes: int | None = None  # free space a trial needs (a checkpoint and its plots), once weighed
     budget_note: str | None = None  # how reopening the study changed its budget (run/create), in words
 
     def study_attrs(self) -> dict[str, Any]:
         """The study's user attributes, read now."""
         return self.storage.get_study_user_attrs(self.storage.get_study_id_from_name(self.study_name))
+
+    def trial_context(self, **worker: Any) -> TrialContext:
+        """What the trials of this study share (``worker``: the ``TrialContext`` fields of one worker, such as
+        ``worker``, ``max_epochs``, ``artifact_store``, ``deadline``): the worker and the cost estimate build
+        their trial configs from the same one."""
+        from hpsearch.search.objective import TrialContext
+
+        return TrialContext(
+            spec=self.spec,
+            data_dir=self.data_dir,
+            out_root=self.out_root,
+            overrides=dict(self.overrides),
+            device=self.device,
+            scale=self.scale,
+            split=self.split,
+            **worker,
+        )
 
 
 def _file_spec(study: str, *, required: bool) -> StudySpec | None:
@@ -313,7 +324,9 @@ def _file_spec(study: str, *, required: bool) -> StudySpec | None:
     return None
 
 
-def _study_name(storage: Any, opts: SearchOptions, file_spec: StudySpec | None, *, joining: bool) -> str:
+def _study_name(
+    storage: BaseStorage, opts: SearchOptions, file_spec: StudySpec | None, *, joining: bool
+) -> str:
     if opts.study_name:
         return opts.study_name
     if file_spec is None or (joining and study_exists(storage, opts.study)):
@@ -321,7 +334,7 @@ def _study_name(storage: Any, opts: SearchOptions, file_spec: StudySpec | None, 
     return file_spec.name
 
 
-def _await_stored_spec(storage: Any, name: str, *, wait_s: float) -> tuple[optuna.Study, StudySpec]:
+def _await_stored_spec(storage: BaseStorage, name: str, *, wait_s: float) -> tuple[optuna.Study, StudySpec]:
     study = optuna.load_study(study_name=name, storage=storage)
     deadline = time.monotonic() + wait_s
     while keys.SPEC not in study.user_attrs and time.monotonic() < deadline:
@@ -329,33 +342,8 @@ def _await_stored_spec(storage: Any, name: str, *, wait_s: float) -> tuple[optun
     return study, stored_spec(study)
 
 
-def _join(
-    storage: Any, name: str, opts: SearchOptions, file_spec: StudySpec | None, inputs: StudyInputs | None
-) -> tuple[StudySpec, StudyInputs, str]:
-    """A worker follows the spec and scale stored with the study; its data must give the stored split."""
-    study, spec = _await_stored_spec(storage, name, wait_s=SPEC_WAIT_S)
-    scale = stored_scale(study.user_attrs)
-    asked = opts.scale
-    if inputs is None or spec != file_spec or (asked or FULL) != scale:
-        inputs = check_inputs(spec, dataclasses.replace(opts, scale=scale))
-    problems = _resume_problems(
-        study, fingerprint=None, split_hash=inputs.split_hash, data_dir=inputs.data_dir, scale=asked
-    )
-    if problems and not opts.force:
-        raise ConfigError(
-            f"cannot join study '{name}': {'; '.join(problems)}; point --data at the dataset the study was "
-            "created with (and leave --scale out: workers follow the study's), or use --force"
-        )
-    return spec, inputs, scale
-
-
 def _create(
-    storage: Any,
-    name: str,
-    opts: SearchOptions,
-    spec: StudySpec | None,
-    inputs: StudyInputs | None,
-    scale: str,
+    storage: BaseStorage, name: str, opts: SearchOptions, spec: StudySpec | None, inputs: StudyInputs | None
 ) -> bool:
     """Create the study from its file; False when another process created it at the same moment."""
     if spec is None or inputs is None:
@@ -364,73 +352,115 @@ def _create(
             f"expected one of: {', '.join(builtin_studies())}, a path to a YAML file, or a stored study"
         )
     try:
-        create_or_load_study(
+        create_study(
             spec,
             storage,
             study_name=name,
             split_hash=inputs.split_hash,
             n_trials=opts.n_trials,
-            create_only=True,
-            scale=scale,
+            scale=opts.scale or FULL,
         )
     except optuna.exceptions.DuplicatedStudyError:
         return False
     return True
 
 
-def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
-    """Open the study ``opts`` names, creating it from its study file when the storage does not have it yet.
+def _resume(
+    storage: BaseStorage, name: str, opts: SearchOptions, spec: StudySpec, inputs: StudyInputs, *, raced: bool
+) -> str | None:
+    """``run``/``create`` reopen their study: same scale, spec and split (else ``--force``), budget topped
+    up; returns the budget note. ``raced``: another process created it just now (and stores the spec last)."""
+    if raced:
+        study, _ = _await_stored_spec(storage, name, wait_s=SPEC_WAIT_S)
+    else:
+        study = optuna.load_study(study_name=name, storage=storage)
+    _check_scale(study, opts.scale or FULL, verb="resume")
+    problems = _resume_problems(study, fingerprint=spec.fingerprint(), split_hash=inputs.split_hash)
+    if problems and not opts.force:
+        raise ConfigError(
+            f"cannot resume study '{name}': {'; '.join(problems)}; use --study-name NEW to start a new "
+            "study, or --force to resume anyway"
+        )
+    if problems:
+        study.set_user_attr(keys.SPEC, spec.model_dump_json())
+        _stamp(study, spec, inputs.split_hash, opts.scale or FULL)
+    before = count_tickets(study)
+    _top_up(study, spec, opts.n_trials)
+    return _budget_note(before, count_tickets(study), opts.n_trials)
 
-    ``run`` and ``create`` own the study file: an existing study must have the same spec, data split and
-    scale (else ``--force``), and its budget is topped up to ``n_trials``. A worker (``joining``) may name a
-    stored study directly, follows the spec and scale stored with it, never issues budget tickets, and checks
-    the data split.
-    """
+
+def _join(
+    storage: BaseStorage,
+    name: str,
+    opts: SearchOptions,
+    file_spec: StudySpec | None,
+    inputs: StudyInputs | None,
+) -> tuple[StudySpec, StudyInputs, str]:
+    """A worker follows the spec and scale stored with the study; its data must give the stored split."""
+    study, spec = _await_stored_spec(storage, name, wait_s=SPEC_WAIT_S)
+    scale = stored_scale(study.user_attrs)
+    if opts.scale is not None:
+        _check_scale(study, opts.scale, verb="join")
+    if inputs is None or spec != file_spec or (opts.scale or FULL) != scale:
+        # The inputs were checked against the study file (or not at all): check them against the stored study.
+        inputs = check_inputs(spec, dataclasses.replace(opts, scale=scale))
+    problems = _resume_problems(
+        study, fingerprint=None, split_hash=inputs.split_hash, data_dir=inputs.data_dir
+    )
+    if problems and not opts.force:
+        raise ConfigError(
+            f"cannot join study '{name}': {'; '.join(problems)}; point --data at the dataset the study was "
+            "created with, or use --force"
+        )
+    return spec, inputs, scale
+
+
+def _check_budget_options(opts: SearchOptions) -> None:
     if opts.n_trials is not None and opts.n_trials < 0:
         raise ConfigError(f"--n-trials must be >= 0 (got {opts.n_trials})")
     if opts.timeout is not None and not opts.timeout > 0:
         raise ConfigError(f"--timeout must be > 0 seconds (got {opts.timeout:g}); leave it out for no limit")
+
+
+def open_study(opts: SearchOptions, *, joining: bool = False) -> PreparedStudy:
+    """Open the study ``opts`` names: create it from its study file, resume it, or join it.
+
+    The inputs are checked first, before any storage is opened. ``run`` and ``create`` own the study file:
+    a new study is created from it (spec, split hash, scale, budget tickets); an existing one is resumed if
+    it has the same scale, spec and data split (else ``--force``), and its budget is topped up to
+    ``n_trials``. A worker (``joining``) may name a stored study directly, follows the spec and scale stored
+    with it, never issues budget tickets, and checks the data split.
+    """
+    _check_budget_options(opts)
     spec = _file_spec(opts.study, required=not joining)
     inputs = check_inputs(spec, opts) if spec is not None else None  # before any storage is opened
     storage = make_storage(opts.storage, opts.storage_options)
     name = _study_name(storage, opts, spec, joining=joining)
     existed = study_exists(storage, name)
-    scale = opts.scale or FULL
-    created = not existed and _create(storage, name, opts, spec, inputs, scale)
-    budget_note = None
+    created = not existed and _create(storage, name, opts, spec, inputs)
+    scale, budget_note = opts.scale or FULL, None
     if joining and not created:
         spec, inputs, scale = _join(storage, name, opts, spec, inputs)
     elif not created:
         assert spec is not None and inputs is not None  # run/create always have a study file
-        if not existed:  # another process won the race to create it, and stores the spec last
-            _await_stored_spec(storage, name, wait_s=SPEC_WAIT_S)
-        before = count_tickets(optuna.load_study(study_name=name, storage=storage))
-        study, _ = create_or_load_study(
-            spec,
-            storage,
-            study_name=name,
-            split_hash=inputs.split_hash,
-            n_trials=opts.n_trials,
-            force=opts.force,
-            scale=scale,
-        )
-        budget_note = _budget_note(before, count_tickets(study), opts.n_trials)
+        budget_note = _resume(storage, name, opts, spec, inputs, raced=not existed)
     assert spec is not None and inputs is not None
-    out_root = opts.out_root / name
-    prepared = PreparedStudy(
-        spec,
-        name,
-        opts.storage,
-        storage,
-        inputs.data_dir,
-        inputs.split_hash,
-        created,
-        out_root,
-        inputs.base,
-        scale,
+    return PreparedStudy(
+        spec=spec,
+        study_name=name,
+        storage_url=opts.storage,
+        storage=storage,
+        data_dir=inputs.data_dir,
+        split_hash=inputs.split_hash,
+        created=created,
+        out_root=opts.out_root / name,
+        base=inputs.base,
+        scale=scale,
+        overrides=dict(opts.overrides),
+        device=opts.device,
+        split=inputs.split,
+        budget_note=budget_note,
     )
-    prepared.budget_note = budget_note
-    return prepared
 
 
 def _budget_note(before: int, after: int, asked: int | None) -> str | None:

@@ -13,9 +13,8 @@ from rich.live import Live
 from rich.table import Table
 
 from hpsearch.search import keys
+from hpsearch.training.metric_table import DEFAULT_METRIC, label
 from hpsearch.training.progress import format_duration, is_interactive, log_console
-
-METRIC_LABELS = {"val_dice": "val Dice", "val_iou": "val IoU"}
 
 
 def _fmt_params(params: dict[str, Any]) -> str:
@@ -31,7 +30,7 @@ class Board:
     """State behind the live table; fed by objective events or by polling the storage."""
 
     title: str
-    metric: str = "val_dice"
+    metric: str = DEFAULT_METRIC
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     best: float | None = None
     best_trial: int | None = None
@@ -132,7 +131,7 @@ class Board:
     @property
     def label(self) -> str:
         """How the study's metric is shown."""
-        return METRIC_LABELS.get(self.metric, self.metric)
+        return label(self.metric)
 
     def table(self) -> Table:
         """The rendered table."""
@@ -165,7 +164,7 @@ class Board:
 
 
 @contextlib.contextmanager
-def live_board(title: str, enabled: bool | None = None, *, metric: str = "val_dice") -> Iterator[Board]:
+def live_board(title: str, enabled: bool | None = None, *, metric: str = DEFAULT_METRIC) -> Iterator[Board]:
     """A Board shown with rich Live on a terminal (``enabled=None``); without one, a plain line per epoch and
     per trial, so a log under nohup, Slurm or Kubernetes can be followed. ``enabled=False`` (a worker started
     under another process's live table) prints the per-trial lines only."""

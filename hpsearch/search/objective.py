@@ -6,7 +6,6 @@ Together with ``space.py`` this is the only code that touches ``optuna.Trial``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import shutil
 import time
@@ -21,12 +20,14 @@ import torch
 
 from hpsearch.errors import NonFiniteLossError, OutputError
 from hpsearch.search import keys
+from hpsearch.search.lifecycle import StudySplit
 from hpsearch.search.notes import config_differences, trial_note
 from hpsearch.search.space import suggest
 from hpsearch.search.spec import StudySpec
 from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.device import describe_device, release_memory, resolve_device
 from hpsearch.training.manifest import hardware
+from hpsearch.training.metric_table import METRICS, best_of, best_row
 from hpsearch.training.runner import PreparedData, TrainOutcome, prepare_data, train_from_config
 from hpsearch.training.viz import plot_curves
 
@@ -61,7 +62,7 @@ class PruningCallback:
         trial: optuna.Trial,
         metric: str,
         *,
-        direction: str = "maximize",
+        direction: str | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
         epochs: int | None = None,
     ) -> None:
@@ -70,7 +71,7 @@ class PruningCallback:
         self.epochs = epochs
         self.history: list[dict[str, float]] = []
         self.best: float | None = None
-        self._better = max if direction == "maximize" else min
+        self._better = best_of(direction or METRICS[metric].direction)  # None: the metric's own
         self.on_epoch = on_epoch
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -102,8 +103,7 @@ def record_partial(
     trial.set_user_attr(keys.TRIAL_WALL_S, time.perf_counter() - started)
     trial.set_user_attr(keys.EPOCHS_RUN, len(history))
     if history:
-        pick = max if direction == "maximize" else min
-        best = pick(history, key=lambda h: h[metric])
+        best = best_row(history, metric, direction)
         trial.set_user_attr(keys.BEST_VAL_DICE, best["val_dice"])
         trial.set_user_attr(keys.BEST_VALUE, float(best[metric]))
         if "val_iou" in best:
@@ -126,22 +126,14 @@ class TrialContext:
     on_event: Callable[[Event], None] | None = None
     scale: str = "full"
     deadline: float | None = None  # time.monotonic() after which a running trial stops at its next epoch
+    split: StudySplit | None = None  # the study's split, computed when it was opened: not split again
 
 
-def _study_base(spec: StudySpec) -> dict[str, Any]:
-    """The study's fixed part, monitoring the study's metric: the kept epoch is the one the study ranks."""
-    base = copy.deepcopy(spec.fixed)
-    base.setdefault("train", {})["monitor"] = spec.metric
-    return base
-
-
-def build_trial_config(
-    ctx: TrialContext, params: dict[str, Any], trial_number: int | None
-) -> RunConfig:
+def build_trial_config(ctx: TrialContext, params: dict[str, Any], trial_number: int | None) -> RunConfig:
     """Defaults < study ``fixed`` < sampled params < CLI overrides < options < scale < cap
     (``resolve_run_config``); seed = study seed + trial number (None: the study's reference config)."""
     return resolve_run_config(
-        _study_base(ctx.spec),
+        ctx.spec.run_base(),
         params=params,
         overrides=ctx.overrides,
         device=ctx.device,
@@ -188,7 +180,8 @@ class Objective:
         """Decoded arrays are shared by all trials that use the same data settings."""
         key = cfg.data.prepared_key()
         if key not in self._data:
-            self._data[key] = prepare_data(cfg.data, self.ctx.data_dir, progress=False)
+            split = self.ctx.split.reusable_for(cfg.data) if self.ctx.split is not None else None
+            self._data[key] = prepare_data(cfg.data, self.ctx.data_dir, progress=False, known_split=split)
         return self._data[key]
 
     def _progress_hook(self, number: int) -> Callable[[dict[str, float]], None] | None:
@@ -307,10 +300,7 @@ class Objective:
         history = run.callback.history
         self._stopped_curves(run, state)
         _drop_empty(run.out_dir)
-        best = None
-        if history:
-            pick = max if spec.direction == "maximize" else min
-            best = pick(history, key=lambda h: h[spec.metric])
+        best = best_row(history, spec.metric, spec.direction) if history else None
         self._note(
             run,
             state=state,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -24,6 +25,34 @@ def suggest(trial: optuna.Trial, space: dict[str, Param]) -> dict[str, Any]:
         else:  # pragma: no cover - the discriminated union makes this unreachable
             raise TypeError(f"unsupported parameter type {type(p).__name__}")
     return values
+
+
+class _MiddleTrial:
+    """Answers ``suggest``'s questions with the middle of each range, so the walk over the space (and its
+    conditional parameters) stays in ``space.suggest``."""
+
+    def __init__(self, pinned: dict[str, Any] | None = None) -> None:
+        self.pinned = pinned or {}
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        return self.pinned.get(name, choices[len(choices) // 2])
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, log: bool = False, step: Any = None
+    ) -> float:
+        return math.sqrt(low * high) if log else (low + high) / 2
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
+        if name in self.pinned:
+            return int(self.pinned[name])
+        mid = self.suggest_float(name, low, high, log=log)
+        return low + round((mid - low) / step) * step
+
+
+def representative_params(space: dict[str, Param], **pinned: Any) -> dict[str, Any]:
+    """A typical trial: the middle choice of each categorical, the (geometric) middle of each range;
+    ``pinned`` (dotted paths as keys via ``**{...}``) fixes some of them."""
+    return suggest(_MiddleTrial(pinned), space)  # type: ignore[arg-type]
 
 
 def describe_range(p: Param) -> str:

@@ -6,6 +6,7 @@ the sampler and pruner, the metric and direction, the budget, and optional trial
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -20,14 +21,13 @@ from hpsearch.training.config import (
     read_yaml,
     resolve_run_config,
 )
+from hpsearch.training.metric_table import DEFAULT_METRIC, METRICS, Direction, MetricName
 
 # The top-level studies/ folder, reached through the hpsearch/builtin_studies link so that it also ships in
 # the wheel (setuptools copies the files the link points to).
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "builtin_studies"
 
 _Scalar = bool | int | float | str | None
-# Which way each metric a study may optimise improves; a study's ``direction`` must agree.
-METRIC_DIRECTIONS = {"val_dice": "maximize", "val_iou": "maximize"}
 
 
 class _Strict(BaseModel):
@@ -150,8 +150,8 @@ class StudySpec(_Strict):
 
     name: str
     description: str = ""
-    metric: Literal["val_dice", "val_iou"] = "val_dice"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    metric: MetricName = DEFAULT_METRIC
+    direction: Direction = "maximize"  # must agree with the metric's (METRICS)
     space: dict[str, Param] = Field(default_factory=dict)
     fixed: dict[str, Any] = Field(default_factory=dict)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
@@ -164,6 +164,13 @@ class StudySpec(_Strict):
     enqueue: list[dict[str, _Scalar]] = Field(default_factory=list)
     synthetic: bool = Field(default=False, description="runs on `hpsearch data synth` data when no --data")
 
+    def run_base(self) -> dict[str, Any]:
+        """The study's fixed part, monitoring the study's metric (the kept epoch is the one the study ranks):
+        the base layer of every trial's config and of the config checked before a study opens."""
+        base = copy.deepcopy(self.fixed)
+        base.setdefault("train", {})["monitor"] = self.metric
+        return base
+
     def fingerprint(self) -> str:
         """Hash of what defines the objective: space, fixed settings, metric, sampler and pruner."""
         fields = {"space", "fixed", "metric", "direction", "sampler", "pruner"}
@@ -173,7 +180,7 @@ class StudySpec(_Strict):
 
 
 def _check_direction(spec: StudySpec, source: str) -> None:
-    goal = METRIC_DIRECTIONS[spec.metric]
+    goal = METRICS[spec.metric].direction
     if spec.direction != goal:
         raise ConfigError(
             f"{source}: field 'direction': '{spec.direction}' contradicts metric '{spec.metric}' (higher is "

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from hpsearch.errors import ConfigError, OutputError, StorageError
 from hpsearch.search import keys
 from hpsearch.search.lifecycle import PreparedStudy, open_study
-from hpsearch.search.objective import INTERRUPTED, Event, Objective, TrialContext
+from hpsearch.search.objective import INTERRUPTED, Event, Objective
 from hpsearch.search.options import SearchOptions
 from hpsearch.search.plan import LengthPlan, default_plan, stored_plan, study_epochs
 from hpsearch.search.spec import StudySpec
@@ -367,17 +367,11 @@ def run_worker(
     check_outputs(prepared, opts.artifacts)  # before joining the queue: nothing is claimed on a bad disk
     # A resource study's trials train to the plan's top length (the pruner stops most of them earlier).
     caps = [c for c in (opts.max_epochs, plan.top if plan else None) if c is not None]
-    ctx = TrialContext(
-        spec=prepared.spec,
-        data_dir=prepared.data_dir,
-        out_root=prepared.out_root,
-        overrides=dict(opts.overrides),
-        device=opts.device,
+    ctx = prepared.trial_context(
         max_epochs=min(caps) if caps else None,
         artifact_store=artifact_store(prepared.storage_url, opts.artifacts),
         worker=str(worker_index),
         on_event=on_event,
-        scale=prepared.scale,
         # --timeout is a wall-time budget: no trial starts after it; a running one stops at its next epoch.
         deadline=time.monotonic() + opts.timeout if opts.timeout is not None else None,
     )

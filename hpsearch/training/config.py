@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpsearch.errors import ConfigError
+from hpsearch.training.metric_table import DEFAULT_METRIC, MetricName
 from hpsearch.training.scale import apply_scale
 
 
@@ -75,7 +76,7 @@ class ModelConfig(StrictModel):
 # registry by stepping each schedule.
 WARMUP_SCHEDULES = ("cosine",)
 
-Monitor = Literal["val_dice", "val_iou"]
+Monitor = MetricName  # hpsearch.training.metric_table
 
 
 class TrainConfig(StrictModel):
@@ -103,7 +104,8 @@ class TrainConfig(StrictModel):
         default=False, description="bf16 autocast on Apple MPS where torch supports it there (else float32)"
     )
     monitor: Monitor = Field(
-        default="val_dice", description="validation metric that picks the best epoch and the kept checkpoint"
+        default=DEFAULT_METRIC,
+        description="validation metric that picks the best epoch and the kept checkpoint",
     )
     channels_last: bool = True
     compile: Literal["auto", "on", "off"] = "auto"

@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from hpsearch.data.device_augment import normalize_batch
 from hpsearch.errors import NonFiniteLossError, OutputError
+from hpsearch.training import record_keys as rk
 from hpsearch.training.checkpoint import ResumePoint, load_resume_state, save_checkpoint, save_resume_state
 from hpsearch.training.config import TrainConfig
 from hpsearch.training.device import (
@@ -30,6 +31,7 @@ from hpsearch.training.device import (
     resolve_device,
 )
 from hpsearch.training.losses import create_loss
+from hpsearch.training.metric_table import DEFAULT_METRIC
 from hpsearch.training.metrics import SegMetrics
 from hpsearch.training.optim import Schedule, create_optimizer, create_schedule
 from hpsearch.training.progress import EpochBar, epoch_progress, say
@@ -37,7 +39,7 @@ from hpsearch.training.progress import EpochBar, epoch_progress, say
 Callback = Callable[[int, dict[str, float]], None]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
-__all__ = ["BestEpoch", "Callback", "FitResult", "evaluate_loader", "fit"]
+__all__ = ["BestEpoch", "Callback", "FitResult", "ResumableLoader", "evaluate_loader", "fit"]
 
 # How often (in optimizer steps) the loop reads the non-finite flag back from the device. Reading it every
 # step would force a host sync per step and stall the GPU queue; a NaN is still caught within this many steps.
@@ -63,7 +65,7 @@ class FitResult:
     peak_memory_mb: float | None
     checkpoint_path: Path | None = None
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-    monitor: str = "val_dice"
+    monitor: str = DEFAULT_METRIC
     best_value: float = float("nan")
     resumed_from_epoch: int = 0
 
@@ -83,19 +85,19 @@ class FitResult:
 
             checkpoint = portable_path(checkpoint, base)
         return {
-            "monitor": self.monitor,
-            "best_value": self.best_value if math.isfinite(self.best_value) else None,
-            "best_epoch": self.best_epoch,
-            "best_val_dice": self.best_dice,
-            "best_val_iou": self.best_iou,
-            "epochs_run": self.epochs_run,
-            "wall_time_s": self.wall_time_s,
-            "train_img_per_s": self.train_img_per_s,
-            "device": self.device,
-            "peak_memory_mb": self.peak_memory_mb,
-            "history": [dict(row) for row in self.history],
-            "checkpoint": str(checkpoint) if checkpoint else None,
-            "resumed_from_epoch": self.resumed_from_epoch,
+            rk.MONITOR: self.monitor,
+            rk.BEST_VALUE: self.best_value if math.isfinite(self.best_value) else None,
+            rk.BEST_EPOCH: self.best_epoch,
+            rk.BEST_VAL_DICE: self.best_dice,
+            rk.BEST_VAL_IOU: self.best_iou,
+            rk.EPOCHS_RUN: self.epochs_run,
+            rk.WALL_TIME_S: self.wall_time_s,
+            rk.TRAIN_IMG_PER_S: self.train_img_per_s,
+            rk.DEVICE: self.device,
+            rk.PEAK_MEMORY_MB: self.peak_memory_mb,
+            rk.HISTORY: [dict(row) for row in self.history],
+            rk.CHECKPOINT: str(checkpoint) if checkpoint else None,
+            rk.RESUMED_FROM_EPOCH: self.resumed_from_epoch,
         }
 
 
@@ -103,7 +105,7 @@ class FitResult:
 class BestEpoch:
     """The kept epoch: the highest ``monitor`` value wins; ties keep the earlier epoch; NaN never wins."""
 
-    monitor: str = "val_dice"
+    monitor: str = DEFAULT_METRIC
     value: float = -1.0
     epoch: int = 0
     dice: float = -1.0
@@ -310,32 +312,15 @@ class _Run:
     resumed_from: int = 0
 
 
-def _loader_generator(loader: Iterable[Batch]) -> torch.Generator | None:
-    # The shuffle order (and, for device batches, the augmentation draws) come from the loader's generator:
-    # a DataLoader's and DeviceBatches' share the attribute name.
-    gen = getattr(loader, "generator", None)
-    return gen if isinstance(gen, torch.Generator) else None
+@runtime_checkable
+class ResumableLoader(Protocol):
+    """A training loader whose random streams (shuffle order, augmentation draws) a resumed run continues:
+    ``load_state_dict`` restores what ``state_dict`` returned. ``fit`` saves it between epochs; a loader
+    without these methods starts its streams afresh on a resume."""
 
+    def state_dict(self) -> dict[str, Any]: ...
 
-def _loader_rng(loader: Iterable[Batch]) -> dict[str, Any]:
-    """Where the loader's random streams stand: its shuffle generator and (host augmentation in this
-    process) the dataset's augmentation RNGs. Loader worker processes keep theirs, which are not saved."""
-    gen = _loader_generator(loader)
-    dataset = getattr(loader, "dataset", None)
-    in_process = getattr(loader, "num_workers", 0) == 0 and hasattr(dataset, "rng_state")
-    return {
-        "generator": gen.get_state() if gen is not None else None,
-        "augment": dataset.rng_state() if in_process else None,  # type: ignore[union-attr]
-    }
-
-
-def _set_loader_rng(loader: Iterable[Batch], state: dict[str, Any]) -> None:
-    gen = _loader_generator(loader)
-    if gen is not None and state["generator"] is not None:
-        gen.set_state(state["generator"])
-    dataset = getattr(loader, "dataset", None)
-    if state["augment"] is not None and hasattr(dataset, "set_rng_state"):
-        dataset.set_rng_state(state["augment"])  # type: ignore[union-attr]
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def _resume_state(loop: _Loop, run: _Run, train_loader: Iterable[Batch], elapsed: float) -> dict[str, Any]:
@@ -351,7 +336,7 @@ def _resume_state(loop: _Loop, run: _Run, train_loader: Iterable[Batch], elapsed
         "train_time": run.train_time,
         "elapsed": elapsed,
         "torch_rng": torch.get_rng_state(),
-        "loader_rng": _loader_rng(train_loader),
+        "loader_rng": train_loader.state_dict() if isinstance(train_loader, ResumableLoader) else None,
     }
 
 
@@ -367,7 +352,8 @@ def _start_run(loop: _Loop, train_loader: Iterable[Batch], resume: ResumePoint |
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["torch_rng"])
-    _set_loader_rng(train_loader, state["loader_rng"])
+    if state.get("loader_rng") is not None and isinstance(train_loader, ResumableLoader):
+        train_loader.load_state_dict(state["loader_rng"])
     run = _Run(
         best=BestEpoch(**state["best"]),
         history=list(state["history"]),

@@ -70,9 +70,18 @@ class PreparedData:
     val_stems: list[str]
 
 
-def prepare_data(cfg: DataConfig, data_dir: Path, *, progress: bool | None = None) -> PreparedData:
-    """Verify the folder, split it, and load the decoded train/val arrays (the test part stays sealed)."""
-    pairs, split = split_for(cfg, data_dir)
+def prepare_data(
+    cfg: DataConfig,
+    data_dir: Path,
+    *,
+    progress: bool | None = None,
+    known_split: tuple[list[Pair], Split] | None = None,
+) -> PreparedData:
+    """Verify the folder, split it, and load the decoded train/val arrays (the test part stays sealed).
+
+    ``known_split``: the ``split_for`` result for this folder and ``cfg``'s split settings, if known.
+    """
+    pairs, split = known_split if known_split is not None else split_for(cfg, data_dir)
     by_stem = {p.stem: p for p in pairs}
     train_stems = list(split.train)
     if cfg.max_train_images:
@@ -150,6 +159,25 @@ def _device_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) ->
     return train, val
 
 
+class _HostTrainLoader(DataLoader):
+    """The training DataLoader, resumable (``fit.ResumableLoader``): its shuffle generator and, when the
+    augmentation runs in this process, the dataset's augmentation stream. Loader worker processes keep their
+    own streams, which are not saved."""
+
+    def state_dict(self) -> dict[str, Any]:
+        in_process = self.num_workers == 0
+        return {
+            "generator": self.generator.get_state(),
+            "augment": self.dataset.rng_state() if in_process else None,  # type: ignore[attr-defined]
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("generator") is not None:
+            self.generator.set_state(state["generator"])
+        if state.get("augment") is not None:
+            self.dataset.set_rng_state(state["augment"])  # type: ignore[attr-defined]
+
+
 def _host_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> tuple[DataLoader, DataLoader]:
     """torch DataLoaders over the host arrays; augmentation (albumentations) runs in the workers."""
     bs = cfg.train.batch_size
@@ -160,7 +188,7 @@ def _host_loaders(cfg: RunConfig, data: PreparedData, device: torch.device) -> t
     transform = build_transform(cfg.data.augmentation, cfg.data.image_size)
     train_ds = SegmentationArrays(data.train_images, data.train_masks, transform=transform, uint8_images=cuda)
     val_ds = SegmentationArrays(data.val_images, data.val_masks, transform=None, uint8_images=cuda)
-    train = DataLoader(
+    train = _HostTrainLoader(
         train_ds,
         batch_size=bs,
         shuffle=True,
