@@ -4,7 +4,9 @@ a study that runs on it; the export of a budget-stopped search; and the search b
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -12,6 +14,7 @@ import yaml
 
 from hpsearch.errors import ConfigError
 from hpsearch.search import keys
+from hpsearch.search import objective as objective_module
 from hpsearch.search.plan import budget_plan, default_plan, ladder, stored_plan
 from hpsearch.search.spec import ResourceSpec, builtin_studies, load_study_spec, parse_study
 
@@ -118,12 +121,17 @@ def test_max_epochs_is_allowed_for_lr_batch_and_sets_the_top(
 
 
 def test_a_study_stopped_by_its_budget_leaves_an_exportable_best(
-    tmp_path: Path, synth_data: Path, invoke
+    tmp_path: Path, synth_data: Path, invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = f"sqlite:///{tmp_path}/s.db"
-    # A one-second budget: the first trial is stopped after its first epoch, and nothing finishes.
+    # A one-hour budget that has run out by the end of the first epoch, whatever the machine's speed: the
+    # trial's clock reads an hour later than the worker's (a real 1 s budget let a fast CI host finish all
+    # 40 tiny epochs inside it). One ticket, so no second trial starts inside the real second.
+    late = SimpleNamespace(perf_counter=time.perf_counter, monotonic=lambda: time.monotonic() + 3600)
+    monkeypatch.setattr(objective_module, "time", late)
     res = invoke("run", "--study", _tiny_lr_batch(tmp_path, epochs=50), "--data", synth_data, "--storage",
-                 storage, "--out", tmp_path / "runs", "--max-epochs", 40, "--timeout", 1, "--no-estimate")
+                 storage, "--out", tmp_path / "runs", "--max-epochs", 40, "--timeout", 3600, "--n-trials", 1,
+                 "--no-estimate")  # fmt: skip
     assert res.exit_code == 0, res.output
     study = optuna.load_study(study_name="lr_batch", storage=storage)
     assert not study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
