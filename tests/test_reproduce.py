@@ -45,6 +45,10 @@ def invoke(*args: object):
 def table_row(output: str, name: str) -> list[str]:
     """The cells of the printed table's row ``name`` (first cell dropped)."""
     for line in output.splitlines():
+        # Only table lines: a blank line (which some rich versions print after a progress display) would
+        # otherwise read as the header row's empty first cell.
+        if not line.lstrip().startswith("|"):
+            continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if cells and cells[0] == name:
             return cells[1:]
