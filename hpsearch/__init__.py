@@ -35,7 +35,7 @@ _EXPORTS = {
     "resolve_run_config": "hpsearch.training.config",
     "fit": "hpsearch.training.fit",
     "FitResult": "hpsearch.training.fit",
-    "train_from_config": "hpsearch.training.runner",
+    "train_from_config": "hpsearch.training.session",
     "evaluate_checkpoint": "hpsearch.training.evaluate",
     "load_study_spec": "hpsearch.search.spec",
     "SearchOptions": "hpsearch.search.options",

@@ -149,7 +149,7 @@ def test_a_column_reruns_alone_from_its_config(
 @pytest.fixture
 def count_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every call of ``fit`` (the one training loop) appends the model class it trains."""
-    import hpsearch.training.runner as trainer
+    import hpsearch.training.session as trainer
 
     calls: list[str] = []
     real_fit = trainer.fit
@@ -366,7 +366,7 @@ def test_leakage_check_fires_for_a_test_stem_in_train() -> None:
 def test_leakage_check_runs_before_any_training(
     tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hpsearch.training.runner as runner_mod
+    import hpsearch.training.session as runner_mod
 
     real_prepare = runner_mod.prepare_data
 

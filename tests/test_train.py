@@ -14,7 +14,7 @@ from hpsearch.training.checkpoint import load_checkpoint
 from hpsearch.training.config import WARMUP_SCHEDULES, DataConfig, RunConfig, TrainConfig, parse_run_config
 from hpsearch.training.fit import fit
 from hpsearch.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_schedule
-from hpsearch.training.runner import build_loaders, prepare_data, resolve_data_dir, train_from_config
+from hpsearch.training.session import build_loaders, prepare_data, resolve_data_dir, train_from_config
 
 TINY = {"base_width": 8, "depth": 2}
 

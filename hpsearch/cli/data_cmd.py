@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from hpsearch.cli._app import app, err_console, say
-from hpsearch.cli.options import DATA_ENV, AllowEmptyMasksOpt, DataOpt
+from hpsearch.cli.flags import DATA_ENV, AllowEmptyMasksOpt, DataOpt
 from hpsearch.errors import ConfigError
 
 data_app = typer.Typer(
