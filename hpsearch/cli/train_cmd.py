@@ -70,11 +70,11 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Evaluate a checkpoint at the original mask resolution: metrics.json, per_case.csv, worst.png."""
+    from hpsearch.data.folder import resolve_data_dir
     from hpsearch.training.evaluate import evaluate_checkpoint, load_checkpoint, unsealed_warning
-    from hpsearch.training.session import resolve_data_dir
 
     _, cfg, _ = load_checkpoint(checkpoint)
-    ddir = resolve_data_dir(data, cfg.data)
+    ddir = resolve_data_dir(data, cfg.data.path)
     warning = unsealed_warning(cfg, split.value, split_file)
     if warning:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

@@ -3,6 +3,7 @@ arrays, augment, download Kvasir-SEG and make synthetic sets; raises ``DataError
 
 The package re-exports nothing (importing it loads no module): import each name from its module.
 
+- ``folder.py``: ``resolve_data_dir`` (the one way to the dataset folder), ``DATA_ENV``, ``NO_DATA``
 - ``io.py``: decoding images (RGB uint8) and masks ({0, 1}); the cache root
 - ``discover.py``: ``Pair``, ``discover_pairs`` (pairing by stem), ``dataset_fingerprint``
 - ``check.py``: ``check_dataset`` (``CheckReport``) and ``verify_dataset`` (remembered by fingerprint)
