@@ -546,7 +546,7 @@ def test_baseline_column_on_real_kvasir(tmp_path: Path, kvasir_dir: Path) -> Non
 
 
 def test_a_default_spelled_out_and_another_seed_are_no_difference() -> None:
-    from hpsearch.reproduce import config_differences
+    from hpsearch.reproduce import column_differences
     from hpsearch.training.config import resolve_run_config
 
     def cfg(kwargs: dict, seed: int):
@@ -555,7 +555,7 @@ def test_a_default_spelled_out_and_another_seed_are_no_difference() -> None:
         )
 
     # An export that leaves depth out builds the same model as a column file with the default depth 4.
-    assert config_differences(cfg({"base_width": 64}, 1), cfg({"base_width": 64, "depth": 4}, 0)) == {}
-    assert config_differences(cfg({"base_width": 64}, 0), cfg({"base_width": 64, "depth": 5}, 0)) == {
+    assert column_differences(cfg({"base_width": 64}, 1), cfg({"base_width": 64, "depth": 4}, 0)) == {}
+    assert column_differences(cfg({"base_width": 64}, 0), cfg({"base_width": 64, "depth": 5}, 0)) == {
         "model.kwargs.depth": (4, 5)
     }
