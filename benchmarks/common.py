@@ -136,7 +136,7 @@ def synthetic_jpeg_dataset(out: Path, n: int, *, size: int = 576, seed: int = 0)
 def prepare(data_dir: Path, *, official: bool, size: int = 256) -> Any:
     """Verified pairs, split and decoded train/val arrays: the official Kvasir-SEG split or a seeded one."""
     from hpsearch.training.config import DataConfig
-    from hpsearch.training.runner import prepare_data
+    from hpsearch.training.session import prepare_data
 
     cfg = DataConfig(path=str(data_dir), split_file="kvasir-official" if official else None, image_size=size)
     return prepare_data(cfg, data_dir, progress=False)
@@ -145,7 +145,7 @@ def prepare(data_dir: Path, *, official: bool, size: int = 256) -> Any:
 def our_loader(prepared: Any, preset: str, batch: int, workers: int | str = "auto") -> Any:
     """The training DataLoader exactly as ``build_loaders`` makes it for a CPU run (albumentations)."""
     from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
-    from hpsearch.training.runner import build_loaders
+    from hpsearch.training.session import build_loaders
 
     cfg = RunConfig(data=DataConfig(augmentation=preset, num_workers=workers, augment_on="cpu"),
                     train=TrainConfig(batch_size=batch, device="cpu"))
@@ -229,10 +229,10 @@ def pipeline_rates(prepared: Any, data_dir: Path, *, n_pil: int, rounds: int, lo
 # The pieces of a trial outside fit(), timed where the trial code looks them up. A name that has moved is
 # reported under "parts_missing" instead of failing the benchmark.
 PARTS = {
-    "val_prediction": "hpsearch.training.runner.predict_arrays",
-    "gallery": "hpsearch.training.runner.save_gallery",
-    "curves": "hpsearch.training.runner.plot_curves",
-    "manifest": "hpsearch.training.runner.build_manifest",
+    "val_prediction": "hpsearch.training.session.predict_arrays",
+    "gallery": "hpsearch.training.session.save_gallery",
+    "curves": "hpsearch.training.session.plot_curves",
+    "manifest": "hpsearch.training.session.build_manifest",
     "checkpoint": "hpsearch.training.fit.save_checkpoint",
     "artifact_upload": "optuna.artifacts.upload_artifact",
 }
@@ -283,7 +283,7 @@ def run_trials(spec: dict, data_dir: Path, work: Path, *, n_trials: int) -> dict
     from hpsearch.cli import app
     from hpsearch.search import keys
     from hpsearch.training.config import resolve_run_config
-    from hpsearch.training.runner import prepare_data
+    from hpsearch.training.session import prepare_data
 
     spec = {**spec, "budget": {"n_trials": n_trials}}
     work.mkdir(parents=True, exist_ok=True)

@@ -182,7 +182,7 @@ def derive_step_figures(fig: dict[str, Any], batches: list[int]) -> None:
 def bench_pipeline(b: Bench) -> None:
     """One epoch of the U-Net step fed by each input path, against a batch already on the device."""
     from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
-    from hpsearch.training.runner import build_loaders
+    from hpsearch.training.session import build_loaders
 
     batch = 4 if b.args.smoke else 16
     for compiled in (False, True)[: 1 if b.args.no_compile else 2]:

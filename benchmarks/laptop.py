@@ -59,7 +59,7 @@ def fit_epoch(cfg: Any, data: Any) -> tuple[float, dict[str, float]]:
     """One epoch of ``fit`` as a trial runs it: (training img per wall second, validation included; row)."""
     from hpsearch.models import create_model
     from hpsearch.training.fit import fit
-    from hpsearch.training.runner import build_loaders
+    from hpsearch.training.session import build_loaders
 
     device = torch.device("cpu")
     model = create_model(cfg.model.name, **cfg.model.kwargs)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="24 synthetic images, 1 round: checks the script")
     args = ap.parse_args(argv)
-    from hpsearch.training.runner import prepare_data
+    from hpsearch.training.session import prepare_data
 
     t_start = time.perf_counter()
     tmp = tempfile.TemporaryDirectory()

@@ -106,7 +106,7 @@ def fit_epoch(model: torch.nn.Module, prepared: Any, batch: int) -> dict:
     """One epoch of ``fit`` on the CPU loaders of ``build_loaders``, with fit's own train/val times."""
     from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
     from hpsearch.training.fit import fit
-    from hpsearch.training.runner import build_loaders
+    from hpsearch.training.session import build_loaders
 
     cfg = RunConfig(data=DataConfig(augmentation="basic", augment_on="cpu"),
                     train=TrainConfig(batch_size=batch, device="cpu", epochs=1, compile="off"))

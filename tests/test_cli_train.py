@@ -96,7 +96,7 @@ def test_a_choice_outside_its_list_is_a_usage_error_naming_the_choices(
 
 def test_cli_choices_are_the_librarys() -> None:
     """The CLI declares its choices; they must stay the values the library accepts."""
-    from hpsearch.cli.options import CompileMode, EvalSplit, ExportFormat
+    from hpsearch.cli.flags import CompileMode, EvalSplit, ExportFormat
     from hpsearch.results.export import export_best
     from hpsearch.training.config import TrainConfig
     from hpsearch.training.evaluate import SplitName

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hpsearch.errors import ConfigError
-from hpsearch.training.config import RunConfig, dump_config, load_config
+from hpsearch.training.config import RunConfig, config_differences, dump_config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,3 +93,19 @@ def test_compile_rejects_other_words(tmp_path: Path) -> None:
     p.write_text("train:\n  compile: sometimes\n")
     with pytest.raises(ConfigError, match="compile"):
         load_config(p)
+
+
+def test_config_differences_pair_the_values_and_leave_out_what_is_skipped() -> None:
+    a = {"train": {"lr": 0.01, "seed": 1}, "model": {"kwargs": {"depth": 5}}, "provenance": {"trial": 3}}
+    b = {"train": {"lr": 0.001, "seed": 2}, "model": {"kwargs": {}}, "provenance": {}}
+    assert config_differences(a, b, skip=("train.seed", "provenance")) == {
+        "model.kwargs": (None, {}),
+        "model.kwargs.depth": (5, None),
+        "train.lr": (0.01, 0.001),
+    }
+    # ``skip`` takes whole path segments: ``train.s`` skips nothing under ``train.seed``.
+    assert "train.seed" in config_differences(a, b, skip=("train.s",))
+    # ``missing`` stands for an absent path, so a None can differ from no value at all.
+    absent = object()
+    assert config_differences({"x": None}, {}) == {}
+    assert config_differences({"x": None}, {}, missing=absent) == {"x": (None, absent)}

@@ -23,7 +23,7 @@ from pg import free_port, get_json
 from pg import http_get as get
 from PIL import Image
 
-from hpsearch.cli.options import ARTIFACTS_ENV
+from hpsearch.cli.flags import ARTIFACTS_ENV
 from hpsearch.errors import ConfigError, StorageError
 from hpsearch.results.dashboard import (
     dashboard_url,

@@ -16,8 +16,9 @@ import hpsearch.data.check as check_mod
 from hpsearch.cli import app
 from hpsearch.data.check import check_dataset, verify_dataset
 from hpsearch.data.discover import dataset_fingerprint, discover_pairs
+from hpsearch.data.folder import DATA_ENV, NO_DATA, resolve_data_dir
 from hpsearch.data.io import read_mask
-from hpsearch.errors import DataError
+from hpsearch.errors import ConfigError, DataError
 
 runner = CliRunner()
 
@@ -253,6 +254,20 @@ def test_cli_check_without_data_explains() -> None:
     result = runner.invoke(app, ["data", "check"])
     assert result.exit_code == 1
     assert "no dataset given" in result.output and "HPSEARCH_DATA" in result.output
+
+
+def test_resolve_data_dir_takes_the_first_value_given_and_never_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "from-env"))
+    with pytest.raises(ConfigError, match="no dataset given: pass --data DIR or set HPSEARCH_DATA") as err:
+        resolve_data_dir(None, "  ")  # blank is not given
+    assert str(err.value) == NO_DATA and "hpsearch data download --out DIR" in NO_DATA
+    assert resolve_data_dir(None, tmp_path / "config") == tmp_path / "config"
+    assert resolve_data_dir(tmp_path / "cli", str(tmp_path / "config")) == tmp_path / "cli"
+    assert resolve_data_dir("~/kvasir") == (Path.home() / "kvasir").resolve()
+    assert resolve_data_dir(None, otherwise=lambda: tmp_path / "synthetic") == tmp_path / "synthetic"
+    assert resolve_data_dir(tmp_path / "cli", otherwise=lambda: tmp_path / "synthetic") == tmp_path / "cli"
 
 
 def test_cli_truncated_jpeg(data_copy: Path) -> None:

@@ -364,7 +364,7 @@ def test_build_loaders_device_path_validates_every_image() -> None:
     from pathlib import Path
 
     from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
-    from hpsearch.training.runner import PreparedData, build_loaders
+    from hpsearch.training.session import PreparedData, build_loaders
 
     images, masks = _arrays(100, 16)
     data = PreparedData(

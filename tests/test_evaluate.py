@@ -18,7 +18,7 @@ from hpsearch.models import create_model
 from hpsearch.training.checkpoint import save_checkpoint
 from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
 from hpsearch.training.evaluate import evaluate_checkpoint
-from hpsearch.training.runner import train_from_config
+from hpsearch.training.session import train_from_config
 
 # (height, width) of each image, cycled: wide, tall and square, none equal to the training size.
 SIZES = [(40, 72), (88, 48), (56, 56), (36, 100)]

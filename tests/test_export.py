@@ -228,18 +228,6 @@ def test_best_trial_summary(tmp_path: Path, template: Path) -> None:
     assert json.loads(json.dumps(summary)) == summary  # JSON-safe: survives report.json unchanged
 
 
-def test_room_exports_resolve_to_their_modules() -> None:
-    import importlib
-
-    import hpsearch.results as results
-
-    for name in results.__all__:
-        module = importlib.import_module(results._LAZY[name])
-        assert getattr(results, name) is getattr(module, name), name
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        results.nope  # noqa: B018
-
-
 def test_cli_export_and_report_pick_the_only_study_without_study(tmp_path: Path, template: Path) -> None:
     from typer.testing import CliRunner
 

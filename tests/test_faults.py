@@ -30,7 +30,7 @@ import hpsearch.search.launch as launch_mod
 import hpsearch.search.worker as worker_mod
 import hpsearch.training.checkpoint as checkpoint_mod
 import hpsearch.training.outputs as outputs_mod
-import hpsearch.training.runner as runner_mod
+import hpsearch.training.session as runner_mod
 from hpsearch.errors import OutputError
 from hpsearch.search import keys
 from hpsearch.search.lifecycle import count_tickets

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import hpsearch.training.runner as runner
+import hpsearch.training.session as runner
 from hpsearch.data.cache import resize_pair
 from hpsearch.data.check import verify_dataset
 from hpsearch.data.io import read_image

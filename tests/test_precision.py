@@ -10,7 +10,7 @@ import torch
 from hpsearch.models import create_model
 from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
 from hpsearch.training.fit import evaluate_loader, fit
-from hpsearch.training.runner import build_loaders, prepare_data
+from hpsearch.training.session import build_loaders, prepare_data
 
 CPU = torch.device("cpu")
 # bf16 keeps 8 significant bits, so pixels whose logit is within ~1% of 0 may flip; on a 64x64 tiny model

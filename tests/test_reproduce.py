@@ -153,7 +153,7 @@ def test_a_column_reruns_alone_from_its_config(
 @pytest.fixture
 def count_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every call of ``fit`` (the one training loop) appends the model class it trains."""
-    import hpsearch.training.runner as trainer
+    import hpsearch.training.session as trainer
 
     calls: list[str] = []
     real_fit = trainer.fit
@@ -370,7 +370,7 @@ def test_leakage_check_fires_for_a_test_stem_in_train() -> None:
 def test_leakage_check_runs_before_any_training(
     tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hpsearch.training.runner as runner_mod
+    import hpsearch.training.session as runner_mod
 
     real_prepare = runner_mod.prepare_data
 
@@ -550,7 +550,7 @@ def test_baseline_column_on_real_kvasir(tmp_path: Path, kvasir_dir: Path) -> Non
 
 
 def test_a_default_spelled_out_and_another_seed_are_no_difference() -> None:
-    from hpsearch.reproduce import config_differences
+    from hpsearch.reproduce import column_differences
     from hpsearch.training.config import resolve_run_config
 
     def cfg(kwargs: dict, seed: int):
@@ -559,7 +559,7 @@ def test_a_default_spelled_out_and_another_seed_are_no_difference() -> None:
         )
 
     # An export that leaves depth out builds the same model as a column file with the default depth 4.
-    assert config_differences(cfg({"base_width": 64}, 1), cfg({"base_width": 64, "depth": 4}, 0)) == {}
-    assert config_differences(cfg({"base_width": 64}, 0), cfg({"base_width": 64, "depth": 5}, 0)) == {
+    assert column_differences(cfg({"base_width": 64}, 1), cfg({"base_width": 64, "depth": 4}, 0)) == {}
+    assert column_differences(cfg({"base_width": 64}, 0), cfg({"base_width": 64, "depth": 5}, 0)) == {
         "model.kwargs.depth": (4, 5)
     }

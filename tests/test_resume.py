@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import hpsearch.training.fit as fit_module
-import hpsearch.training.runner as runner_module
+import hpsearch.training.session as runner_module
 from hpsearch.models import create_model
 from hpsearch.training.checkpoint import ResumePoint, load_resume_state, save_resume_state
 from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
 from hpsearch.training.fit import FitResult, fit
 from hpsearch.training.progress import EpochBar
-from hpsearch.training.runner import build_loaders, prepare_data
+from hpsearch.training.session import build_loaders, prepare_data
 
 TINY = {"base_width": 4, "depth": 2}
 

@@ -113,7 +113,7 @@ def test_without_a_terminal_fit_progress_writes_one_line_per_epoch(capsys: pytes
 
 def test_the_cost_estimate_adds_up(synth_data) -> None:
     from hpsearch.training.estimate import measure_cost
-    from hpsearch.training.runner import prepare_data
+    from hpsearch.training.session import prepare_data
 
     def cfg(width: int):
         return resolve_run_config(

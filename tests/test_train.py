@@ -14,7 +14,7 @@ from hpsearch.training.checkpoint import load_checkpoint
 from hpsearch.training.config import WARMUP_SCHEDULES, DataConfig, RunConfig, TrainConfig, parse_run_config
 from hpsearch.training.fit import fit
 from hpsearch.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_schedule
-from hpsearch.training.runner import build_loaders, prepare_data, resolve_data_dir, train_from_config
+from hpsearch.training.session import build_loaders, prepare_data, train_from_config
 
 TINY = {"base_width": 8, "depth": 2}
 
@@ -229,16 +229,6 @@ def test_warmup_schedules_list_matches_what_each_schedule_does(name: str) -> Non
     """WARMUP_SCHEDULES (used by validation) names exactly the schedules whose LR a warm-up changes."""
     uses_warmup = _lr_trace(name, 1) != _lr_trace(name, 0)
     assert uses_warmup == (name in WARMUP_SCHEDULES)
-
-
-def test_resolve_data_dir_takes_explicit_values_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HPSEARCH_DATA", str(tmp_path / "from-env"))
-    with pytest.raises(ConfigError, match="no dataset given: pass --data DIR or set HPSEARCH_DATA"):
-        resolve_data_dir(None)
-    cfg = DataConfig(path=str(tmp_path / "from-config"))
-    assert resolve_data_dir(None, env_value=tmp_path / "env") == tmp_path / "env"
-    assert resolve_data_dir(None, cfg, env_value=tmp_path / "env") == tmp_path / "from-config"
-    assert resolve_data_dir(tmp_path / "cli", cfg, env_value=tmp_path / "env") == tmp_path / "cli"
 
 
 @pytest.mark.parametrize(

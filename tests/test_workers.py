@@ -19,7 +19,7 @@ from pg import hpsearch, open_storage, start, stop, trials, write_study
 
 import hpsearch.search.launch as launch
 import hpsearch.search.worker as worker
-from hpsearch.cli.options import search_options, worker_index_from_env
+from hpsearch.cli.flags import search_options, worker_index_from_env
 from hpsearch.search import keys
 from hpsearch.search.lifecycle import PreparedStudy, create_study
 from hpsearch.search.options import SearchOptions, parse_overrides

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 
 from hpsearch.cli._app import app, err_console, say
-from hpsearch.cli.options import DATA_ENV, AllowEmptyMasksOpt, DataOpt
-from hpsearch.errors import ConfigError
+from hpsearch.cli.flags import AllowEmptyMasksOpt, DataOpt
+from hpsearch.data.folder import DATA_ENV, resolve_data_dir
 
 data_app = typer.Typer(
     help="Check, synthesise, download and split segmentation datasets (images/ + masks/ folders).",
@@ -22,19 +22,6 @@ app.add_typer(
     help="Dataset tools: check a folder, make a synthetic set, download Kvasir-SEG, write a split.",
 )
 
-_NO_DATA = (
-    "no dataset given: pass --data DIR or set HPSEARCH_DATA to a folder with images/ and masks/; "
-    "get Kvasir-SEG with `hpsearch data download --out DIR` or make a synthetic set with "
-    "`hpsearch data synth --out DIR`"
-)
-
-
-def _require_data(data: Path | None) -> Path:
-    if data is None or not str(data).strip():
-        raise ConfigError(_NO_DATA)
-    return data
-
-
 @data_app.command("check")
 def check_cmd(
     data: DataOpt = None,
@@ -44,7 +31,7 @@ def check_cmd(
     """Decode every image and mask and report pairs, sizes and problems (exit 1 when any error is found)."""
     from hpsearch.data.check import check_dataset
 
-    report = check_dataset(_require_data(data), progress=progress, allow_empty_masks=allow_empty_masks)
+    report = check_dataset(resolve_data_dir(data), progress=progress, allow_empty_masks=allow_empty_masks)
     for line in report.summary().splitlines():
         if line.startswith("error: "):
             err_console.print(
@@ -119,7 +106,7 @@ def split_cmd(
     settings = DataConfig(
         split_file=split_file, val_fraction=val_fraction, test_fraction=test_fraction, split_seed=seed
     )
-    _, split = split_for(settings, _require_data(data))
+    _, split = split_for(settings, resolve_data_dir(data))
     path = save_split(split, out)
     counts = split.counts()
     say(f"train {counts['train']}, val {counts['val']}, test {counts['test']} (source: {split.source})")

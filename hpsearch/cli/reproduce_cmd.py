@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hpsearch.cli._app import app, console, err_console
-from hpsearch.cli.options import CompileOpt, DataOpt, DeviceOpt, ScaleOpt
+from hpsearch.cli.flags import CompileOpt, DataOpt, DeviceOpt, ScaleOpt
 
 
 @app.command()
@@ -44,9 +44,9 @@ def reproduce(
     """Train the report's columns, test each on the sealed test set, write results.md and results.json.
 
     A (column, seed) that finished before with the same config is kept, not trained again."""
+    from hpsearch.data.folder import resolve_data_dir
     from hpsearch.reproduce import render_table
     from hpsearch.reproduce import reproduce as run_reproduce
-    from hpsearch.training.runner import resolve_data_dir
 
     ddir = resolve_data_dir(data)
     results = run_reproduce(

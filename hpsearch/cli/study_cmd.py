@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hpsearch.cli._app import app, console, err_console, say
-from hpsearch.cli.options import (
+from hpsearch.cli.flags import (
     DEFAULT_STORAGE,
     ArtifactsOpt,
     DataOpt,

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from hpsearch.cli._app import app, console, err_console
-from hpsearch.cli.options import AllowEmptyMasksOpt, DataOpt, DeviceOpt, EvalSplit, ScaleOpt, SetOpt
+from hpsearch.cli.flags import AllowEmptyMasksOpt, DataOpt, DeviceOpt, EvalSplit, ScaleOpt, SetOpt
 
 
 @app.command()
@@ -37,7 +37,7 @@ def train(
     Kubernetes) it writes one line per epoch instead of a progress bar.
     Run again with the same config and --out after a kill, and it continues where it stopped."""
     from hpsearch.training.config import load_config, parse_overrides, resolve_run_config
-    from hpsearch.training.runner import train_from_config
+    from hpsearch.training.session import train_from_config
     from hpsearch.training.validate import check_registry_names
 
     cfg = resolve_run_config(
@@ -70,11 +70,11 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Evaluate a checkpoint at the original mask resolution: metrics.json, per_case.csv, worst.png."""
+    from hpsearch.data.folder import resolve_data_dir
     from hpsearch.training.evaluate import evaluate_checkpoint, load_checkpoint, unsealed_warning
-    from hpsearch.training.runner import resolve_data_dir
 
     _, cfg, _ = load_checkpoint(checkpoint)
-    ddir = resolve_data_dir(data, cfg.data)
+    ddir = resolve_data_dir(data, cfg.data.path)
     warning = unsealed_warning(cfg, split.value, split_file)
     if warning:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

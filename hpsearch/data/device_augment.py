@@ -212,7 +212,7 @@ class DeviceBatches:
     """Re-iterable (image, mask) batches from uint8 arrays held on ``device``, augmented there.
 
     ``drop_last`` defaults to dropping the ragged tail only when shuffling (training), like
-    ``runner.build_loaders``' DataLoaders: validation sees every image.
+    ``session.build_loaders``' DataLoaders: validation sees every image.
 
     Yields ``(x, y)``: x float32 (N, 3, H, W) normalised with MEAN/STD (``fit`` sets the memory format),
     y float32 (N, 1, H, W) in {0, 1}. The shuffle order and the augmentation parameters come from one CPU

@@ -9,13 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpsearch.data.folder import GET_DATA
 from hpsearch.data.io import IMAGE_EXTENSIONS
 from hpsearch.errors import DataError
 
-_GET_DATA_HINT = (
-    "pass --data DIR or set HPSEARCH_DATA; get Kvasir-SEG with `hpsearch data download --out DIR` "
-    "or make a synthetic set with `hpsearch data synth --out DIR`"
-)
 _MAX_NAMED = 5
 
 
@@ -86,15 +83,15 @@ def _list_folder(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
 
 def _check_layout(data_dir: Path) -> tuple[Path, Path]:
     if not data_dir.exists():
-        raise DataError(f"data folder {data_dir} does not exist; {_GET_DATA_HINT}")
+        raise DataError(f"data folder {data_dir} does not exist; {GET_DATA}")
     if not data_dir.is_dir():
-        raise DataError(f"data folder {data_dir} is a file, not a folder; {_GET_DATA_HINT}")
+        raise DataError(f"data folder {data_dir} is a file, not a folder; {GET_DATA}")
     images, masks = data_dir / "images", data_dir / "masks"
     missing = [p.name + "/" for p in (images, masks) if not p.is_dir()]
     if missing:
         raise DataError(
             f"data folder {data_dir} has no {' and no '.join(missing)} sub-folder; expected "
-            f"images/<stem>.jpg and masks/<stem>.jpg (or .png/.bmp/.tif); {_GET_DATA_HINT}"
+            f"images/<stem>.jpg and masks/<stem>.jpg (or .png/.bmp/.tif); {GET_DATA}"
         )
     return images, masks
 
@@ -114,7 +111,7 @@ def scan_pairs(data_dir: str | Path) -> tuple[list[Pair], list[str]]:
             extra = f" (skipped {_name_some(skipped)}: not an image extension)" if skipped else ""
             raise DataError(
                 f"{folder} is empty{extra}; expected files ending in {', '.join(IMAGE_EXTENSIONS)}; "
-                f"{_GET_DATA_HINT}"
+                f"{GET_DATA}"
             )
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))

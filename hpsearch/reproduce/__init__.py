@@ -42,7 +42,7 @@ from hpsearch.reproduce.sanity import (
     check_iou_le_dice,
     check_no_leakage,
     check_same_test_set,
-    config_differences,
+    column_differences,
     leakage_warning,
     warn_if_suspicious,
 )
@@ -62,7 +62,7 @@ __all__ = [
     "check_no_leakage",
     "check_same_test_set",
     "column_config",
-    "config_differences",
+    "column_differences",
     "default_config_dir",
     "host_description",
     "leakage_warning",

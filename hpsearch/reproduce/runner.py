@@ -269,7 +269,7 @@ def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def _prepared(cfg: RunConfig, plan: Plan, progress: bool | None) -> Any:
-    import hpsearch.training.runner as trainer
+    import hpsearch.training.session as trainer
 
     key = cfg.data.prepared_key()
     if key not in plan.prepared:
@@ -281,7 +281,7 @@ def train_and_test(
     cfg: RunConfig, run_dir: Path, plan: Plan, *, label: str, progress: bool | None, log: Log
 ) -> dict[str, Any]:
     """Train one (column, seed), test its best checkpoint once on the sealed test set, return the record."""
-    import hpsearch.training.runner as trainer
+    import hpsearch.training.session as trainer
     from hpsearch.training.device import release_memory, resolve_device
     from hpsearch.training.evaluate import evaluate_checkpoint
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ConfigError, DataError, HpsearchError
-from hpsearch.reproduce.columns import CONTRASTS, RUN_ENVIRONMENT, VARIATIONS, is_under
-from hpsearch.training.config import RunConfig, flatten
+from hpsearch.reproduce.columns import CONTRASTS, RUN_ENVIRONMENT, VARIATIONS
+from hpsearch.training.config import RunConfig, config_differences
 
 Log = Callable[[str], None]
 
@@ -123,14 +123,10 @@ def _effective(cfg: RunConfig) -> dict[str, Any]:
     return tree
 
 
-def config_differences(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
-    """Dotted field -> (value in a, value in b) for every field that differs, run-environment fields aside."""
-    fa, fb = flatten(_effective(a)), flatten(_effective(b))
-    return {
-        f: (fa.get(f), fb.get(f))
-        for f in sorted(set(fa) | set(fb))
-        if fa.get(f) != fb.get(f) and not is_under(f, RUN_ENVIRONMENT)
-    }
+def column_differences(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted field -> (value in a, value in b) for every field in which two columns' configs, as they will
+    build, differ; run-environment fields (``RUN_ENVIRONMENT``) aside."""
+    return config_differences(_effective(a), _effective(b), skip=RUN_ENVIRONMENT)
 
 
 def check_comparable(cfgs: Mapping[str, RunConfig], sources: Mapping[str, str] | None = None) -> None:
@@ -144,7 +140,7 @@ def check_comparable(cfgs: Mapping[str, RunConfig], sources: Mapping[str, str] |
         if a not in cfgs or b not in cfgs:
             continue
         variation = VARIATIONS[varies]
-        wrong = {f: v for f, v in config_differences(cfgs[a], cfgs[b]).items() if not variation.allows(f)}
+        wrong = {f: v for f, v in column_differences(cfgs[a], cfgs[b]).items() if not variation.allows(f)}
         if wrong:
             shown = "; ".join(f"{f}: {va!r} vs {vb!r}" for f, (va, vb) in list(wrong.items())[:4])
             where = f" ({sources[a]} vs {sources[b]})" if a in sources and b in sources else ""

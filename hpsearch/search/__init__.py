@@ -1,47 +1,22 @@
 """The search room: study specs, the search space, samplers and pruners, the objective and its pruning
 callback, the storage, the study lifecycle, the worker loop, and running a search from one command.
 
-Names are imported on first use, so ``from hpsearch.search import keys`` stays light.
+The package re-exports nothing (importing it loads no module, so ``from hpsearch.search import keys`` stays
+light): import each name from its module.
+
+- ``spec.py``: ``StudySpec``, ``load_study_spec``, ``builtin_studies``
+- ``space.py``: ``suggest``, the only sampling code
+- ``strategies.py``: ``build_sampler``, ``build_pruner``, ``study_pruner``
+- ``plan.py``: ``LengthPlan``
+- ``simulate.py``: ``simulate_search``, searches replayed on synthetic curves
+- ``options.py``: ``SearchOptions``, ``parse_overrides``
+- ``storage.py``: ``make_storage``, ``StorageOptions``, ``mask_url``, ``artifact_store``
+- ``lifecycle.py``: ``open_study``, ``PreparedStudy``, ``stored_spec``
+- ``worker.py``: ``run_worker``, ``run_trials``, ``worker_study``
+- ``objective.py``: ``Objective``, ``PruningCallback``, ``TrialContext``
+- ``launch.py``: ``run_search``, ``SearchOutcome``
+- ``cost.py``: ``prepare_search``, ``estimate_study``, ``StudyCost``
+- ``notes.py``: ``trial_note``, the dashboard note
+- ``live.py``: the live table
+- ``keys.py``: every study and trial attribute key
 """
-
-from __future__ import annotations
-
-from hpsearch._lazy import lazy_exports
-
-_WHERE = {
-    "StudySpec": ".spec",
-    "load_study_spec": ".spec",
-    "builtin_studies": ".spec",
-    "suggest": ".space",
-    "build_sampler": ".strategies",
-    "build_pruner": ".strategies",
-    "study_pruner": ".strategies",
-    "LengthPlan": ".plan",
-    "simulate_search": ".simulate",
-    "Objective": ".objective",
-    "PruningCallback": ".objective",
-    "TrialContext": ".objective",
-    "StorageOptions": ".storage",
-    "make_storage": ".storage",
-    "mask_url": ".storage",
-    "artifact_store": ".storage",
-    "SearchOptions": ".options",
-    "parse_overrides": ".options",
-    "PreparedStudy": ".lifecycle",
-    "open_study": ".lifecycle",
-    "stored_spec": ".lifecycle",
-    "WorkerSummary": ".worker",
-    "run_trials": ".worker",
-    "run_worker": ".worker",
-    "worker_study": ".worker",
-    "SearchOutcome": ".launch",
-    "run_search": ".launch",
-    "StudyCost": ".cost",
-    "estimate_study": ".cost",
-    "prepare_search": ".cost",
-    "trial_note": ".notes",
-}
-
-__all__ = sorted(_WHERE)
-
-__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())

@@ -226,7 +226,7 @@ def measure_study(prepared: Any, opts: Any, say: Callable[[str], None]) -> list[
     """Time the smallest and the largest batch of the study's space on its device and scale."""
     from hpsearch.search.objective import build_trial_config
     from hpsearch.training.estimate import DEFAULT_MAX_S, measure_cost
-    from hpsearch.training.runner import prepare_data
+    from hpsearch.training.session import prepare_data
 
     spec = prepared.spec
     ctx = prepared.trial_context()

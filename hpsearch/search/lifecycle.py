@@ -27,6 +27,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 
 import hpsearch
+from hpsearch.data.folder import resolve_data_dir
 from hpsearch.errors import ConfigError
 from hpsearch.search import keys
 from hpsearch.search.options import SearchOptions
@@ -46,11 +47,6 @@ if TYPE_CHECKING:
 SYNTH_N = 48
 # How long a worker waits for the spec of a study that another worker created a moment ago.
 SPEC_WAIT_S = 30.0
-_NO_DATA = (
-    "no dataset given: pass --data DIR or set HPSEARCH_DATA to a folder with images/ and masks/; "
-    "get Kvasir-SEG with `hpsearch data download --out data/` or make a synthetic set with "
-    "`hpsearch data synth --out data/synth`"
-)
 
 
 # ------------------------------------------------------------------------------------------ the inputs
@@ -98,12 +94,8 @@ def synthetic_data_dir(n: int = SYNTH_N, size: int = 64) -> Path:
 
 def resolve_study_data(spec: StudySpec, data: str | Path | None, base: RunConfig) -> Path:
     """``data`` (--data) > the study's ``data.path`` > synthetic data for synthetic studies."""
-    for value in (data, base.data.path):
-        if value:
-            return Path(value).expanduser().resolve()
-    if spec.synthetic:
-        return synthetic_data_dir(size=max(64, base.data.image_size))
-    raise ConfigError(_NO_DATA)
+    synthetic = (lambda: synthetic_data_dir(size=max(64, base.data.image_size))) if spec.synthetic else None
+    return resolve_data_dir(data, base.data.path, otherwise=synthetic)
 
 
 def _split_key(settings: SplitSettings) -> tuple[Any, ...]:

@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpsearch.training.config import flatten
+from hpsearch.training.config import config_differences as differences
 from hpsearch.training.progress import format_duration
 
 _NOTE_LIMIT = 12  # differing settings listed before "and N more"
 
 
-def config_differences(config: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
-    """Dotted paths whose value in ``config`` differs from ``reference`` (the study's fixed part, resolved).
+# Different in every trial by construction, so never worth a line in a note.
+_PER_TRIAL = ("train.seed", "data.path", "provenance")
+_ABSENT = object()  # a path the reference lacks differs whatever the trial's value, None included
 
-    Paths that are different in every trial by construction (seed, data path, provenance) are left out.
-    """
-    skip = ("train.seed", "data.path", "provenance")
-    mine, ref = flatten(config), flatten(reference)
-    return {
-        k: v for k, v in sorted(mine.items()) if ref.get(k, object()) != v and not k.startswith(skip)
-    }
+
+def config_differences(config: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted paths of ``config`` whose value differs from ``reference`` (the study's fixed part, resolved),
+    with the value in ``config``; the seed, the data path and the provenance are left out."""
+    diffs = differences(config, reference, skip=_PER_TRIAL, missing=_ABSENT)
+    return {path: va for path, (va, _) in diffs.items() if va is not _ABSENT}
 
 
 def _fmt(value: Any) -> str:

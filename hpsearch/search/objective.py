@@ -28,7 +28,7 @@ from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.device import describe_device, release_memory, resolve_device
 from hpsearch.training.manifest import hardware
 from hpsearch.training.metric_table import METRICS, best_of, best_row
-from hpsearch.training.runner import PreparedData, TrainOutcome, prepare_data, train_from_config
+from hpsearch.training.session import PreparedData, TrainOutcome, prepare_data, train_from_config
 from hpsearch.training.viz import plot_curves
 
 # A trial's FAIL reason when Ctrl-C stopped it.

@@ -1,63 +1,25 @@
 """Training: run configs and their one resolver, losses, metrics, optimisers, ``fit`` (the only training loop;
-never imports optuna), checkpoints, evaluation at the original mask resolution, and device choice."""
+never imports optuna), checkpoints, evaluation at the original mask resolution, and device choice.
 
-from __future__ import annotations
+The package re-exports nothing (importing it loads no module, so no torch): import each name from its
+module.
 
-from hpsearch._lazy import lazy_exports
-
-# Names load on first use, so importing the package (e.g. from the CLI) does not import torch. The loop is
-# ``hpsearch.training.fit.fit``: a package attribute ``fit`` would clash with the submodule of that name.
-_EXPORTS = {
-    "DataConfig": ".config",
-    "ModelConfig": ".config",
-    "RunConfig": ".config",
-    "TrainConfig": ".config",
-    "dump_config": ".config",
-    "load_config": ".config",
-    "parse_run_config": ".config",
-    "resolve_run_config": ".config",
-    "SCALES": ".scale",
-    "apply_scale": ".scale",
-    "CostEstimate": ".estimate",
-    "measure_cost": ".estimate",
-    "BestEpoch": ".fit",
-    "Callback": ".fit",
-    "FitResult": ".fit",
-    "evaluate_loader": ".fit",
-    "CHECKPOINT_FORMAT": ".checkpoint",
-    "load_checkpoint": ".checkpoint",
-    "save_checkpoint": ".checkpoint",
-    "ResumePoint": ".checkpoint",
-    "load_resume_state": ".checkpoint",
-    "save_resume_state": ".checkpoint",
-    "atomic_output": ".outputs",
-    "check_writable": ".outputs",
-    "CaseResult": ".evaluate",
-    "evaluate_checkpoint": ".evaluate",
-    "select_stems": ".evaluate",
-    "DATA_ENV": ".runner",
-    "PreparedData": ".runner",
-    "TrainOutcome": ".runner",
-    "build_loaders": ".runner",
-    "prepare_data": ".runner",
-    "resolve_data_dir": ".runner",
-    "train_from_config": ".runner",
-    "LOSSES": ".losses",
-    "create_loss": ".losses",
-    "loss_names": ".losses",
-    "SegMetrics": ".metrics",
-    "dice_iou_per_image": ".metrics",
-    "micro_dice": ".metrics",
-    "resize_logits_to": ".metrics",
-    "OPTIMIZERS": ".optim",
-    "SCHEDULERS": ".optim",
-    "create_optimizer": ".optim",
-    "create_schedule": ".optim",
-    "autocast": ".device",
-    "autocast_dtype": ".device",
-    "resolve_device": ".device",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+- ``config.py``: ``RunConfig`` and its parts; ``load_config``, ``dump_config``, ``resolve_run_config``
+- ``scale.py``: ``SCALES``, ``apply_scale``
+- ``session.py``: ``prepare_data``, ``build_loaders``, ``train_from_config`` (run by ``train`` and trials)
+- ``fit.py``: ``fit``, ``FitResult``, ``BestEpoch``, ``Callback``, ``evaluate_loader``
+- ``metric_table.py``: ``METRICS``, each metric a run keeps its best epoch by
+- ``record_keys.py``: the keys of ``FitResult.summary()``
+- ``estimate.py``: ``measure_cost``, ``CostEstimate``
+- ``losses.py``: ``LOSSES``, ``create_loss``
+- ``metrics.py``: per-image Dice/IoU, micro Dice, ``SegMetrics``
+- ``optim.py``: ``OPTIMIZERS``, ``SCHEDULERS``, ``create_optimizer``, ``create_schedule``
+- ``checkpoint.py``: ``save_checkpoint``, ``load_checkpoint``, ``ResumePoint`` and the resume state
+- ``outputs.py``: ``atomic_output``, ``check_writable``
+- ``evaluate.py``: ``evaluate_checkpoint``, ``select_stems``
+- ``device.py``: ``resolve_device``, ``autocast``
+- ``manifest.py``: seeding and the provenance manifest
+- ``progress.py``: a bar on a terminal, one line per epoch in a log
+- ``validate.py``: registry names and model kwargs checked before storage is touched
+- ``viz.py``: training curves, worst-case galleries
+"""

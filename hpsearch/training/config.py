@@ -7,7 +7,7 @@ The fully resolved ``RunConfig`` is what a trial stores, what ``hpsearch export`
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,6 +261,28 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[path] = value
     return out
+
+
+def is_under(path: str, prefixes: Sequence[str]) -> bool:
+    """Whether dotted ``path`` is one of ``prefixes`` or inside one (``model.kwargs.depth`` in ``model``)."""
+    return any(path == p or path.startswith(p + ".") for p in prefixes)
+
+
+def config_differences(
+    a: Mapping[str, Any], b: Mapping[str, Any], *, skip: Sequence[str] = (), missing: Any = None
+) -> dict[str, tuple[Any, Any]]:
+    """Dotted path -> (value in ``a``, value in ``b``) for every leaf where two config trees disagree.
+
+    A path only one tree has stands as ``missing`` on the other side (compared and reported so). A path that
+    is an entry of ``skip`` or lies under one (``provenance`` covers ``provenance.storage``) is left out:
+    what the caller knows differs by construction (a trial's seed, where a run's data lives).
+    """
+    fa, fb = flatten(a), flatten(b)
+    return {
+        path: (fa.get(path, missing), fb.get(path, missing))
+        for path in sorted(fa.keys() | fb.keys())
+        if fa.get(path, missing) != fb.get(path, missing) and not is_under(path, skip)
+    }
 
 
 def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

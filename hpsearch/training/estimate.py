@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 
 from hpsearch.training.config import RunConfig
-from hpsearch.training.runner import PreparedData, build_loaders
+from hpsearch.training.session import PreparedData, build_loaders
 
 # A first epoch pays for allocations and kernel selection and is discarded; then several timed windows of a
 # few steps each, whose median is the step time: one busy stretch of the machine moves one window, not the

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from hpsearch.data.folder import DATA_ENV
+
 if TYPE_CHECKING:
     from hpsearch.search.options import SearchOptions
 
-DATA_ENV = "HPSEARCH_DATA"
 STORAGE_ENV = "HPSEARCH_STORAGE"
 OUT_ENV = "HPSEARCH_OUT"
 ARTIFACTS_ENV = "HPSEARCH_ARTIFACTS"

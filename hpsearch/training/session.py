@@ -22,6 +22,7 @@ from hpsearch.data.cache import load_arrays
 from hpsearch.data.dataset import SegmentationArrays
 from hpsearch.data.device_augment import DeviceBatches, has_device_preset
 from hpsearch.data.discover import Pair, dataset_fingerprint
+from hpsearch.data.folder import resolve_data_dir
 from hpsearch.data.splits import Split, split_for
 from hpsearch.errors import ConfigError
 from hpsearch.models import create_model
@@ -33,26 +34,7 @@ from hpsearch.training.manifest import build_manifest, seed_everything
 from hpsearch.training.outputs import MIB, atomic_output, check_writable
 from hpsearch.training.viz import plot_curves, save_gallery
 
-DATA_ENV = "HPSEARCH_DATA"
 RESUME_FILE = "resume.pt"  # in a run's out_dir while it is under way (removed when it finishes)
-
-
-def resolve_data_dir(
-    cli_value: str | Path | None, cfg: DataConfig | None = None, *, env_value: str | Path | None = None
-) -> Path:
-    """The dataset folder: ``cli_value`` (``--data``) > ``cfg.path`` (config file) > ``env_value``.
-
-    Only explicit values count: this never reads the environment (the CLI passes ``HPSEARCH_DATA`` as
-    ``env_value`` or through its ``--data`` option). Raises ``ConfigError`` when none is given.
-    """
-    for value in (cli_value, cfg.path if cfg else None, env_value):
-        if value:
-            return Path(value).expanduser().resolve()
-    raise ConfigError(
-        f"no dataset given: pass --data DIR or set {DATA_ENV} to a folder with images/ and masks/; "
-        "get Kvasir-SEG with `hpsearch data download --out data/` or make a synthetic set with "
-        "`hpsearch data synth --out data/synth`"
-    )
 
 
 @dataclass
@@ -318,7 +300,7 @@ def train_from_config(
     """
     out = check_writable(out_dir)  # at once: a typo in --out must not wait for the data to load
     if data is None:
-        data = prepare_data(cfg.data, resolve_data_dir(data_dir, cfg.data), progress=progress)
+        data = prepare_data(cfg.data, resolve_data_dir(data_dir, cfg.data.path), progress=progress)
     # Store the resolved data path so the exported config points at what was actually used.
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(data.data_dir)
