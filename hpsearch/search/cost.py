@@ -138,7 +138,7 @@ def _forecast_lines(study: StudyCost) -> list[str]:
         f"  the search (replayed 7 times on synthetic curves with this pruner and plan): {more}"
         f"{f.configs:.0f} {noun} ({f.configs_range[0]:.0f}-{f.configs_range[1]:.0f}) {until}, "
         f"{f.top:.0f} ({f.top_range[0]:.0f}-{f.top_range[1]:.0f}) of them reaching {top} epochs; "
-        f"the pruner stops about {f.pruned:.0f}"
+        f"the pruner stops about {f.pruned:.0f} of them before the top"
     ]
     if f.pruned < 1 and study.pruner_acts:
         wait = f" (it waits for {study.pruner_wait})" if study.pruner_wait else ""
