@@ -10,7 +10,7 @@ Contract:
 - **Checks before training** (``sanity.py``): columns differ only in what they are meant to vary (else a
   ``ConfigError`` naming both columns and the field), all columns use one split (made by ``split_for``), and
   no test stem is trained or validated on.
-- **Runs** (``runner.py``): every (column, seed) selects its best epoch on a validation carve of the
+- **Runs** (``execute.py``): every (column, seed) selects its best epoch on a validation carve of the
   training images; its checkpoint is then evaluated once on the test images (per-image Dice and IoU at
   threshold 0.5, original mask resolution). A finished run leaves ``<column>/seed<S>/run.json`` and is kept,
   not retrained, when reproduce runs again with the same config, data and split.
@@ -32,9 +32,9 @@ from hpsearch.reproduce.columns import (
     quick_config,
     with_cbam,
 )
+from hpsearch.reproduce.execute import Plan, host_description, load_finished, plan_columns, reproduce
 from hpsearch.reproduce.references import Citation, Figure, References, load_references
 from hpsearch.reproduce.render import render_markdown, render_table
-from hpsearch.reproduce.runner import Plan, host_description, load_finished, plan_columns, reproduce
 from hpsearch.reproduce.sanity import (
     SUSPICIOUS_DICE,
     SanityError,
