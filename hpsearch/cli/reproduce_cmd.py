@@ -44,14 +44,13 @@ def reproduce(
     """Train the report's columns, test each on the sealed test set, write results.md and results.json.
 
     A (column, seed) that finished before with the same config is kept, not trained again."""
-    from hpsearch.reproduce import render_table
+    from hpsearch.reproduce import ReproduceOptions, render_table
     from hpsearch.reproduce import reproduce as run_reproduce
     from hpsearch.training.runner import resolve_data_dir
 
-    ddir = resolve_data_dir(data)
-    results = run_reproduce(
-        ddir,
-        out,
+    options = ReproduceOptions(
+        data=resolve_data_dir(data),
+        out=out,
         columns=columns,
         seeds=seeds,
         quick=quick,
@@ -62,9 +61,12 @@ def reproduce(
         tuned_config=tuned_config,
         compile_mode=compile_mode.value if compile_mode else None,
         scale=scale,
+    )
+    results = run_reproduce(
+        options,
         log=lambda msg: (err_console if msg.startswith("WARNING") else console).print(
             msg, highlight=False, markup=False
         ),
     )
     console.print(render_table(results), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {out / 'results.md'}, {out / 'results.json'} ({results['wall_time_s']:.1f}s)")
+    console.print(f"wrote {out / 'results.md'}, {out / 'results.json'} ({results.wall_time_s:.1f}s)")
