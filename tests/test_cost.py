@@ -78,7 +78,7 @@ def test_a_pruner_that_cannot_act_before_the_deadline_is_named() -> None:
     hopeless = "\n".join(describe(_median_study(4), scale="laptop", hint_flags=[]))
     assert "warning: the pruner cannot act before the deadline (it waits for 4 finished trials)" in hopeless
     assert "3 configurations" in hopeless and "before --timeout 1h15m" in hopeless
-    # The sentence ends: how many of them the pruner stops, and where (the printed line once stopped at "about N").
+    # The sentence ends: how many the pruner stops, and where (the line once stopped at "about N").
     assert "of them reaching 25 epochs; the pruner stops about 0 of them before the top" in hopeless
 
 

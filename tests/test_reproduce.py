@@ -13,9 +13,13 @@ import yaml
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
-from hpsearch.errors import ConfigError
+from hpsearch.errors import ConfigError, DataError
 from hpsearch.reproduce import (
     COLUMNS,
+    ColumnResult,
+    ReproduceOptions,
+    ReproduceResults,
+    RunRecord,
     SanityError,
     check_comparable,
     check_iou_le_dice,
@@ -28,6 +32,7 @@ from hpsearch.reproduce import (
     load_references,
     parse_columns,
     quick_config,
+    render_markdown,
     reproduce,
     warn_if_suspicious,
 )
@@ -35,11 +40,17 @@ from hpsearch.training.config import load_config
 from hpsearch.training.device import cpu_model
 
 runner = CliRunner()
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
 
 
 def invoke(*args: object):
     return runner.invoke(app, [str(a) for a in args])
+
+
+def run_table(data: Path, out: Path, **options: object) -> ReproduceResults:
+    """``reproduce`` quietly, with ``options`` as ``ReproduceOptions`` fields."""
+    return reproduce(ReproduceOptions(data=data, out=out, **options), log=lambda m: None)
 
 
 def table_row(output: str, name: str) -> list[str]:
@@ -117,6 +128,16 @@ def test_quick_run_writes_every_column_and_the_results(quick_run: tuple[Path, ob
     run = results["columns"]["unet"]["runs"][0]
     assert (out / run["curves"]).is_file() and (out / results["columns"]["unet"]["worst"]).is_file()
     assert results["columns"]["unet"]["config"] == "configs/report_baseline.yaml"
+    # results.md is regenerated from results.json alone, read back as typed records.
+    loaded = ReproduceResults.load(out / "results.json")
+    assert render_markdown(loaded, out_dir=out) == md and loaded.to_json() == results
+    first = loaded.columns["unet"].runs[0]
+    assert first.curves == run["curves"] and first.kept is False
+    record = json.loads((out / "unet" / "seed0" / "run.json").read_text())
+    kept = RunRecord.from_json(record)
+    assert kept.to_json() == record and kept.identity == record["identity"] and kept.kept is None
+    files = {k: run[k] for k in ("dir", "curves", "worst")}
+    assert kept.for_results(kept=False, **files).to_json() == run
 
 
 def test_quick_run_tests_only_sealed_stems(quick_run: tuple[Path, object]) -> None:
@@ -167,23 +188,34 @@ def count_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_second_run_trains_nothing_and_a_changed_column_reruns(
-    tmp_path: Path, synth_data: Path, count_training: list[str]
+    tmp_path: Path, synth_data: Path, count_training: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import hpsearch.training.session as trainer
+
+    prepared: list[str] = []
+    real_prepare = trainer.prepare_data
+
+    def counting_prepare(cfg, *args, **kwargs):
+        prepared.append(cfg.prepared_key())
+        return real_prepare(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "prepare_data", counting_prepare)
     cdir = tmp_path / "configs"
     shutil.copytree(CONFIGS, cdir)
     kw = dict(columns=["unet", "wide_deep"], quick=True, device="cpu", epochs=1, config_dir=cdir)
-    first = reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    first = run_table(synth_data, tmp_path / "out", **kw)
     assert count_training == ["unet seed 0", "wide_deep seed 0"]
+    assert len(prepared) == 1  # both columns read the data alike: the runner's cache loads it once
     records = {k: tmp_path / "out" / k / "seed0" / "run.json" for k in ("unet", "wide_deep")}
     stamps = {k: p.stat().st_mtime_ns for k, p in records.items()}
 
     count_training.clear()
-    again = reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    again = run_table(synth_data, tmp_path / "out", **kw)
     assert count_training == []  # nothing trained ...
     assert {k: p.stat().st_mtime_ns for k, p in records.items()} == stamps  # ... or re-tested
     for key in ("unet", "wide_deep"):
-        assert again["columns"][key]["dice_mean"] == first["columns"][key]["dice_mean"]
-        assert again["columns"][key]["n_kept"] == 1
+        assert again.columns[key].dice_mean == first.columns[key].dice_mean
+        assert again.columns[key].n_kept == 1
 
     # A results folder copied without its checkpoints (as the GPU script copies it back) still resumes, and a
     # run kept from another machine keeps naming that machine in its column.
@@ -192,9 +224,9 @@ def test_a_second_run_trains_nothing_and_a_changed_column_reruns(
     rec = json.loads(records["unet"].read_text())
     rec["device"] = "CPU (Another CPU Model, 2 threads)"
     records["unet"].write_text(json.dumps(rec))
-    moved = reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    moved = run_table(synth_data, tmp_path / "out", **kw)
     assert count_training == []
-    assert moved["columns"]["unet"]["hardware"] == ["CPU (Another CPU Model, 2 threads)"]
+    assert moved.columns["unet"].hardware == ("CPU (Another CPU Model, 2 threads)",)
     md = (tmp_path / "out" / "results.md").read_text()
     assert f"Hardware of this sitting: CPU ({cpu_model()}, " in md
     unet_row = next(line for line in md.splitlines() if line.startswith("| U-Net | unet"))
@@ -205,22 +237,31 @@ def test_a_second_run_trains_nothing_and_a_changed_column_reruns(
     wide["model"]["kwargs"]["base_width"] = 128
     (cdir / "report_wide_deep.yaml").write_text(yaml.safe_dump(wide))
     count_training.clear()
-    changed = reproduce(synth_data, tmp_path / "out", log=lambda m: None, **kw)
+    changed = run_table(synth_data, tmp_path / "out", **kw)
     assert count_training == ["wide_deep seed 0"]
-    assert changed["columns"]["wide_deep"]["base_width"] == 16 and changed["columns"]["unet"]["n_kept"] == 1
+    assert changed.columns["wide_deep"].base_width == 16 and changed.columns["unet"].n_kept == 1
     # So does a changed option (another epoch cap is another config).
     count_training.clear()
-    reproduce(synth_data, tmp_path / "out", log=lambda m: None, **{**kw, "columns": ["unet"], "epochs": 2})
+    run_table(synth_data, tmp_path / "out", **{**kw, "columns": ["unet"], "epochs": 2})
     assert count_training == ["unet seed 0"]
 
 
 def test_an_unfinished_run_is_not_kept(tmp_path: Path, synth_data: Path, count_training: list[str]) -> None:
     kw = dict(columns=["unet"], quick=True, device="cpu", epochs=1)
-    reproduce(synth_data, tmp_path, log=lambda m: None, **kw)
+    run_table(synth_data, tmp_path, **kw)
     (tmp_path / "unet" / "seed0" / "test" / "per_case.csv").unlink()  # as if it died while testing
     count_training.clear()
-    reproduce(synth_data, tmp_path, log=lambda m: None, **kw)
+    run_table(synth_data, tmp_path, **kw)
     assert count_training == ["unet seed 0"]
+    # A record that lacks a measurement (written by hand, or by something else) is no finished run either.
+    path = tmp_path / "unet" / "seed0" / "run.json"
+    record = json.loads(path.read_text())
+    del record["dice"]
+    path.write_text(json.dumps(record))
+    count_training.clear()
+    again = run_table(synth_data, tmp_path, **kw)
+    assert count_training == ["unet seed 0"] and "dice" in json.loads(path.read_text())
+    assert again.columns["unet"].n_kept == 0
 
 
 def test_a_copied_dataset_resumes_and_a_changed_one_reruns(
@@ -234,23 +275,23 @@ def test_a_copied_dataset_resumes_and_a_changed_one_reruns(
     data = tmp_path / "data"
     shutil.copytree(synth_data, data)
     kw = dict(columns=["unet"], quick=True, device="cpu", epochs=1)
-    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    run_table(data, tmp_path / "out", **kw)
     for f in data.rglob("*.png"):  # what a copy to a fresh machine does to the files
         os.utime(f, (f.stat().st_atime + 1000, f.stat().st_mtime + 1000))
     count_training.clear()
-    reproduce(data, tmp_path / "out", log=lambda m: None, **kw)
+    run_table(data, tmp_path / "out", **kw)
     assert count_training == []
     # The same data in another folder (as on another machine) and the results moved with it: still kept.
     shutil.move(data, tmp_path / "elsewhere")
     shutil.move(tmp_path / "out", tmp_path / "moved")
     data = tmp_path / "elsewhere"
-    reproduce(data, tmp_path / "moved", log=lambda m: None, **kw)
+    run_table(data, tmp_path / "moved", **kw)
     assert count_training == []
     image = sorted((data / "images").glob("*.png"))[0]
     pixels = np.asarray(Image.open(image)).copy()
     pixels[: pixels.shape[0] // 2] = 255 - pixels[: pixels.shape[0] // 2]
     Image.fromarray(pixels).save(image)
-    reproduce(data, tmp_path / "moved", log=lambda m: None, **kw)
+    run_table(data, tmp_path / "moved", **kw)
     assert count_training == ["unet seed 0"]
 
 
@@ -270,6 +311,70 @@ def test_seeds_change_only_the_training_seed(tmp_path: Path, synth_data: Path) -
         c["config"]["train"].pop("seed")
     assert cfgs[0]["config"] == cfgs[1]["config"]
     assert "± " in (tmp_path / "results.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------ the records
+
+COMMITTED = sorted((REPO / "docs" / "results").rglob("results.json"))
+
+
+def test_the_committed_results_are_there_to_check() -> None:
+    assert len(COMMITTED) >= 3 and len(list((REPO / "docs" / "results").rglob("run.json"))) >= 10
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: "/".join(p.parts[-3:-1]))
+def test_committed_results_round_trip_unchanged(path: Path) -> None:
+    """Every results.json in docs/results reads into typed records and writes back to the same JSON (the
+    same keys, in the same order, with the same values), and its run.json files do too."""
+    data = json.loads(path.read_text())
+    results = ReproduceResults.from_json(data, str(path))
+    assert json.dumps(results.to_json(), indent=2) == json.dumps(data, indent=2)
+    for key, col in results.columns.items():
+        assert isinstance(col, ColumnResult) and all(isinstance(r, RunRecord) for r in col.runs)
+        assert col.dice_mean == data["columns"][key]["dice_mean"] and len(col.runs) == col.n_seeds
+        for run in col.runs:
+            record = json.loads((path.parent / key / f"seed{run.seed}" / "run.json").read_text())
+            kept = RunRecord.from_json(record)
+            assert json.dumps(kept.to_json()) == json.dumps(record) and kept.dice == run.dice
+    # The table the CLI prints shows the figures read back.
+    table = render_markdown(results).splitlines()
+    dice_row = [line for line in table if line.startswith("| Dice (this run)")]
+    assert dice_row and all(f"{c.dice_mean:.3f}" in dice_row[0] for c in results.columns.values())
+
+
+def test_a_record_with_other_keys_is_refused_in_one_line() -> None:
+    data = json.loads(COMMITTED[0].read_text())
+    run = data["columns"]["unet"]["runs"][0]
+    del run["dice"]
+    run["dise"] = 0.5
+    where = r"^results\.columns\.unet\.runs\[0\]: "
+    with pytest.raises(DataError, match=where + "lacks dice; has unknown keys dise;"):
+        ReproduceResults.from_json(data)
+    # A key that older files lack reads as None and is not written back.
+    run["dice"] = run.pop("dise")
+    del run["resumed_from_epoch"]
+    again = ReproduceResults.from_json(data).columns["unet"].runs[0]
+    assert again.resumed_from_epoch is None and "resumed_from_epoch" not in again.to_json()
+
+
+def test_a_results_file_that_is_not_json_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(DataError, match="results.json: cannot read it as results"):
+        ReproduceResults.load(tmp_path / "results.json")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("seeds", 0, "--seeds is 0; expected 1 or more"),
+        ("epochs", 0, "--epochs is 0; expected 1 or more"),
+        ("compile_mode", "sometimes", "--compile 'sometimes' is not one of: auto, on, off"),
+    ],
+)
+def test_options_are_checked_when_built(option: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ReproduceOptions(data="data", **{option: value})  # type: ignore[arg-type]
+    assert getattr(ReproduceOptions(data="data"), option) != value  # the defaults are valid
 
 
 # ---------------------------------------------------------------------------------- refusals and checks
@@ -318,10 +423,7 @@ def test_columns_that_differ_in_more_than_they_vary_are_refused(
     (cdir / config_file).write_text(yaml.safe_dump(doc))
     dotted = ".".join(field)
     with pytest.raises(ConfigError, match=rf"columns '{pair[0]}' and '{pair[1]}'.*{dotted}: "):
-        reproduce(
-            synth_data, tmp_path / "out", columns=list(pair), quick=True, device="cpu", config_dir=cdir,
-            log=lambda m: None,
-        )  # fmt: skip
+        run_table(synth_data, tmp_path / "out", columns=list(pair), quick=True, device="cpu", config_dir=cdir)
     assert not (tmp_path / "out").exists()  # refused before anything ran
 
 
@@ -386,7 +488,7 @@ def test_leakage_check_runs_before_any_training(
     monkeypatch.setattr(runner_mod, "prepare_data", leaky_prepare)
     monkeypatch.setattr(runner_mod, "train_from_config", no_training)
     with pytest.raises(SanityError, match="split leakage"):
-        reproduce(synth_data, tmp_path, columns=["unet"], quick=True, device="cpu", log=lambda m: None)
+        run_table(synth_data, tmp_path, columns=["unet"], quick=True, device="cpu")
 
 
 def test_columns_with_different_test_sets_are_refused(synth_data: Path) -> None:

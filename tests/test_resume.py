@@ -134,7 +134,7 @@ def test_the_progress_of_a_resumed_run_paces_only_this_sittings_epochs() -> None
 def test_reproduce_continues_a_killed_run_from_its_saved_epoch(
     tmp_path: Path, synth_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpsearch.reproduce import reproduce
+    from hpsearch.reproduce import ReproduceOptions, reproduce
 
     monkeypatch.setattr(runner_module, "ResumePoint", functools.partial(ResumePoint, every_s=0.0))
     real_save = fit_module.save_resume_state
@@ -145,16 +145,18 @@ def test_reproduce_continues_a_killed_run_from_its_saved_epoch(
             raise Killed
         return path
 
-    kw = dict(columns=["unet"], quick=True, device="cpu", epochs=3)
+    options = ReproduceOptions(
+        data=synth_data, out=tmp_path, columns=["unet"], quick=True, device="cpu", epochs=3
+    )
     with monkeypatch.context() as mp:
         mp.setattr(fit_module, "save_resume_state", save_then_die)
         with pytest.raises(Killed):
-            reproduce(synth_data, tmp_path, log=lambda m: None, **kw)
+            reproduce(options, log=lambda m: None)
     run_dir = tmp_path / "unet" / "seed0"
     assert (run_dir / "resume.pt").is_file() and not (run_dir / "run.json").exists()
-    out = reproduce(synth_data, tmp_path, log=lambda m: None, **kw)
-    record = out["columns"]["unet"]["runs"][0]
-    assert record["resumed_from_epoch"] == 2 and record["epochs_run"] == 3
+    out = reproduce(options, log=lambda m: None)
+    record = out.columns["unet"].runs[0]
+    assert record.resumed_from_epoch == 2 and record.epochs_run == 3
     assert not (run_dir / "resume.pt").exists()
 
 

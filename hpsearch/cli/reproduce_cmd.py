@@ -45,13 +45,12 @@ def reproduce(
 
     A (column, seed) that finished before with the same config is kept, not trained again."""
     from hpsearch.data.folder import resolve_data_dir
-    from hpsearch.reproduce import render_table
+    from hpsearch.reproduce import ReproduceOptions, render_table
     from hpsearch.reproduce import reproduce as run_reproduce
 
-    ddir = resolve_data_dir(data)
-    results = run_reproduce(
-        ddir,
-        out,
+    options = ReproduceOptions(
+        data=resolve_data_dir(data),
+        out=out,
         columns=columns,
         seeds=seeds,
         quick=quick,
@@ -62,9 +61,12 @@ def reproduce(
         tuned_config=tuned_config,
         compile_mode=compile_mode.value if compile_mode else None,
         scale=scale,
+    )
+    results = run_reproduce(
+        options,
         log=lambda msg: (err_console if msg.startswith("WARNING") else console).print(
             msg, highlight=False, markup=False
         ),
     )
     console.print(render_table(results), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {out / 'results.md'}, {out / 'results.json'} ({results['wall_time_s']:.1f}s)")
+    console.print(f"wrote {out / 'results.md'}, {out / 'results.json'} ({results.wall_time_s:.1f}s)")

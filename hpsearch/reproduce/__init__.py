@@ -10,10 +10,16 @@ Contract:
 - **Checks before training** (``sanity.py``): columns differ only in what they are meant to vary (else a
   ``ConfigError`` naming both columns and the field), all columns use one split (made by ``split_for``), and
   no test stem is trained or validated on.
-- **Runs** (``runner.py``): every (column, seed) selects its best epoch on a validation carve of the
+- **Options** (``options.py``): ``ReproduceOptions``, every setting of one table, built once (by the CLI)
+  and checked when built; ``plan_columns(options)`` and ``reproduce(options)`` take it.
+- **Runs** (``execute.py``): every (column, seed) selects its best epoch on a validation carve of the
   training images; its checkpoint is then evaluated once on the test images (per-image Dice and IoU at
   threshold 0.5, original mask resolution). A finished run leaves ``<column>/seed<S>/run.json`` and is kept,
-  not retrained, when reproduce runs again with the same config, data and split.
+  not retrained, when reproduce runs again with the same config, data and split. The ``Plan`` holds only
+  what was decided before training; the data the runs load is cached apart (``DataCache``).
+- **Records** (``records.py``): ``RunRecord`` (one seed of one column: ``run.json`` and each entry of a
+  column's runs), ``ColumnResult`` and ``ReproduceResults`` (``results.json``), typed, with
+  ``to_json``/``from_json`` that keep the keys on disk; a file read and written back is unchanged.
 - **Output** (``render.py``): ``results.json``, ``results.md`` (the table states image size, width, depth,
   epochs and training images of every column), ``split.json``, each column's ``worst.png`` and
   ``config.yaml``, and every run's ``curves.png``.
@@ -32,9 +38,11 @@ from hpsearch.reproduce.columns import (
     quick_config,
     with_cbam,
 )
+from hpsearch.reproduce.execute import Plan, host_description, load_finished, plan_columns, reproduce
+from hpsearch.reproduce.options import ReproduceOptions
+from hpsearch.reproduce.records import ColumnResult, ReproduceResults, RunRecord
 from hpsearch.reproduce.references import Citation, Figure, References, load_references
 from hpsearch.reproduce.render import render_markdown, render_table
-from hpsearch.reproduce.runner import Plan, host_description, load_finished, plan_columns, reproduce
 from hpsearch.reproduce.sanity import (
     SUSPICIOUS_DICE,
     SanityError,
@@ -53,9 +61,13 @@ __all__ = [
     "SUSPICIOUS_DICE",
     "Citation",
     "Column",
+    "ColumnResult",
     "Figure",
     "Plan",
     "References",
+    "ReproduceOptions",
+    "ReproduceResults",
+    "RunRecord",
     "SanityError",
     "check_comparable",
     "check_iou_le_dice",

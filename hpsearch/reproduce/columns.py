@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ConfigError
-from hpsearch.training.config import RunConfig, load_config, resolve_run_config
+from hpsearch.training.config import RunConfig, is_under, load_config, resolve_run_config
 
 QUICK_EPOCHS = 2
 QUICK_IMAGE_SIZE = 64
@@ -76,11 +76,6 @@ RECIPE_FIELDS = (
     "train.grad_clip",
 )
 SIZE_FIELDS = ("model.kwargs.base_width", "model.kwargs.depth")
-
-
-def is_under(field: str, prefixes: Sequence[str]) -> bool:
-    """Whether dotted ``field`` is one of ``prefixes`` or inside one (``model.kwargs.depth`` in ``model``)."""
-    return any(field == p or field.startswith(p + ".") for p in prefixes)
 
 
 @dataclass(frozen=True)

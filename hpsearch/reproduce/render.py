@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
 
+from hpsearch.reproduce.records import ColumnResult, ReproduceResults
 from hpsearch.reproduce.sanity import SUSPICIOUS_DICE
 
 TABLE_HEADING = "## The table"
@@ -39,87 +39,102 @@ def _is_shipped(config: str) -> bool:
     return (path if path.is_absolute() else Path(__file__).resolve().parents[2] / path).is_file()
 
 
-def _train_images(col: dict[str, Any]) -> str:
-    cap = col.get("max_train_images")
-    return f"{col['n_train']} (cap {cap})" if cap else str(col["n_train"])
+def _train_images(col: ColumnResult) -> str:
+    cap = col.max_train_images
+    return f"{col.n_train} (cap {cap})" if cap else str(col.n_train)
 
 
-def render_table(results: dict[str, Any]) -> str:
-    """The table: one column per column that ran, what each trained (recipe, model, sizes, epochs, training
-    images) and what it measured, next to the report's claims where the report has one (marked ¹)."""
-    cols = results["columns"]
-    figures = results["reference"]["figures"]
-    rows: list[tuple[str, list[str]]] = [
-        ("recipe", [c["recipe"] for c in cols.values()]),
-        ("model", [c["model"] for c in cols.values()]),
-        ("scale", [c.get("scale", "full") for c in cols.values()]),
-        ("image size", [f"{c['image_size']}²" for c in cols.values()]),
-        ("base width / depth", [f"{c['base_width']} / {c['depth']}" for c in cols.values()]),
-        ("epochs", [str(c["epochs"]) for c in cols.values()]),
-        ("training images", [_train_images(c) for c in cols.values()]),
-        ("seeds", [str(c["n_seeds"]) for c in cols.values()]),
-    ]
-    for metric, name in (("iou", "IoU"), ("dice", "Dice")):
-        ours = [_fmt(c[f"{metric}_mean"], c[f"{metric}_sd"]) for c in cols.values()]
+def _metric_rows(results: ReproduceResults) -> list[tuple[str, list[str]]]:
+    """IoU and Dice: this run's, then the report's claim where it has one for any column that ran."""
+    cols = results.columns
+    figures = results.reference.figures
+    iou = [_fmt(c.iou_mean, c.iou_sd) for c in cols.values()]
+    dice = [_fmt(c.dice_mean, c.dice_sd) for c in cols.values()]
+    rows: list[tuple[str, list[str]]] = []
+    for name, ours, claims in (
+        ("IoU", iou, {k: f.iou for k, f in figures.items()}),
+        ("Dice", dice, {k: f.dice for k, f in figures.items()}),
+    ):
         rows.append((f"{name} (this run)", ours))
-        claimed = [f"{figures[k][metric]:.2f}" if k in figures else "—" for k in cols]
+        claimed = [f"{claims[k]:.2f}" if k in claims else "—" for k in cols]
         if any(v != "—" for v in claimed):
             rows.append((f"{name} (report's claim ¹)", claimed))
+    return rows
+
+
+def render_table(results: ReproduceResults) -> str:
+    """The table: one column per column that ran, what each trained (recipe, model, sizes, epochs, training
+    images) and what it measured, next to the report's claims where the report has one (marked ¹)."""
+    cols = results.columns
+    rows: list[tuple[str, list[str]]] = [
+        ("recipe", [c.recipe for c in cols.values()]),
+        ("model", [c.model for c in cols.values()]),
+        ("scale", [c.scale or "full" for c in cols.values()]),  # older results, all full size, do not say
+        ("image size", [f"{c.image_size}²" for c in cols.values()]),
+        ("base width / depth", [f"{c.base_width} / {c.depth}" for c in cols.values()]),
+        ("epochs", [str(c.epochs) for c in cols.values()]),
+        ("training images", [_train_images(c) for c in cols.values()]),
+        ("seeds", [str(c.n_seeds) for c in cols.values()]),
+        *_metric_rows(results),
+    ]
     lines = [
-        "| | " + " | ".join(c["label"] for c in cols.values()) + " |",
+        "| | " + " | ".join(c.label for c in cols.values()) + " |",
         "|---|" + "---|" * len(cols),
     ]
     lines += [f"| {name} | " + " | ".join(values) + " |" for name, values in rows]
     return "\n".join(lines)
 
 
-def _reference_note(results: dict[str, Any]) -> list[str]:
-    ref = results["reference"]
-    if not ref["figures"]:
+def _reference_note(results: ReproduceResults) -> list[str]:
+    ref = results.reference
+    if not ref.figures:
         return []
-    c = {k: str(v).rstrip(".") for k, v in ref["citation"].items()}
+    source, split, resolution, averaging = (
+        str(v).rstrip(".")
+        for v in (ref.citation.source, ref.citation.split, ref.citation.resolution, ref.citation.averaging)
+    )
     return [
-        f"¹ {c['source']} (claimed there, not checked by this project). Split: {c['split']}. "
-        f"Resolution: {c['resolution']}. Averaging: {c['averaging']}. So the claims were not measured on "
+        f"¹ {source} (claimed there, not checked by this project). Split: {split}. "
+        f"Resolution: {resolution}. Averaging: {averaging}. So the claims were not measured on "
         "this run's split and do not compare one to one with its numbers.",
         "",
     ]
 
 
-def _header(results: dict[str, Any]) -> list[str]:
-    split = results["split"]
-    counts = split["counts"]
-    n = results["n_seeds"]
+def _header(results: ReproduceResults) -> list[str]:
+    split = results.split
+    counts = split.counts
+    n = results.n_seeds
     lines = ["# Reproduction of the report's table", ""]
-    if results["kind"] == "quick":
+    if results.kind == "quick":
         lines += [
             "> **QUICK RUN: not a result.** Tiny models (base width 8 × width/64, depth − 2), 64 px, no "
-            f"augmentation, at most {results['max_train_images']} training images and a few epochs. It "
+            f"augmentation, at most {results.max_train_images} training images and a few epochs. It "
             "proves that the pipeline runs end to end; its numbers say nothing about the report.",
             "",
         ]
-    if split.get("note"):
-        lines += [f"> **Split:** {split['note']}.", ""]
-    cap = results["max_train_images"]
+    if split.note:
+        lines += [f"> **Split:** {split.note}.", ""]
+    cap = results.max_train_images
     sd_note = "mean ± sd over seeds" if n > 1 else "1 seed, so no spread over seeds is given"
     lines += [
-        f"Test set: {counts['test']} images, split `{split['source']}` (hash {split['hash'][:16]}), "
+        f"Test set: {counts['test']} images, split `{split.source}` (hash {split.hash[:16]}), "
         f"train {counts['train']} / val {counts['val']}"
         + (f" (training capped at {cap} images)" if cap else "")
-        + f". Metric: {results['metric']}; {sd_note}. Selection: {results['selection']}.",
+        + f". Metric: {results.metric}; {sd_note}. Selection: {results.selection}.",
         "",
         # Kept runs may come from another sitting on another machine: the per-column table names each run's.
-        f"Hardware of this sitting: {results['hardware']} (each column's own runs: see Per column). "
+        f"Hardware of this sitting: {results.hardware} (each column's own runs: see Per column). "
         f"Seeds per column: {n}"
-        + (f". Epochs capped at {results['epochs_cap']}" if results.get("epochs_cap") else "")
+        + (f". Epochs capped at {results.epochs_cap}" if results.epochs_cap else "")
         + ".",
         "",
     ]
     return lines
 
 
-def _per_column(results: dict[str, Any], out_dir: Path | None) -> list[str]:
-    cols = results["columns"]
+def _per_column(results: ReproduceResults, out_dir: Path | None) -> list[str]:
+    cols = results.columns
     lines = [
         "## Per column",
         "",
@@ -128,12 +143,12 @@ def _per_column(results: dict[str, Any], out_dir: Path | None) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in cols.values():
-        val = statistics.fmean(r["best_val_dice"] for r in c["runs"])
-        params = f"{c['n_params'] / 1e6:.3g}M" if c.get("n_params") else "?"
+        val = statistics.fmean(r.best_val_dice for r in c.runs)
+        params = f"{c.n_params / 1e6:.3g}M" if c.n_params else "?"
         lines.append(
-            f"| {c['label']} | {c['model']} {c['model_kwargs']} | {params} | {val:.3f} "
-            f"| {c.get('n_kept', 0)} of {c['n_seeds']} | {c['wall_time_s']:.1f} s "
-            f"| {'; '.join(c['hardware'])} | `{c['config']}` ({c['provenance']}) |"
+            f"| {c.label} | {c.model} {c.model_kwargs} | {params} | {val:.3f} "
+            f"| {c.n_kept or 0} of {c.n_seeds} | {c.wall_time_s:.1f} s "
+            f"| {'; '.join(c.hardware)} | `{c.config}` ({c.provenance}) |"
         )
     lines += [
         "",
@@ -142,12 +157,12 @@ def _per_column(results: dict[str, Any], out_dir: Path | None) -> list[str]:
         "",
     ]
     for c in cols.values():
-        curves = ", ".join(f"[seed {r['seed']}]({_rel(r['curves'], out_dir)})" for r in c["runs"])
-        lines.append(f"- {c['label']}: [worst.png]({_rel(c['worst'], out_dir)}); curves: {curves}")
+        curves = ", ".join(f"[seed {r.seed}]({_rel(str(r.curves), out_dir)})" for r in c.runs)
+        lines.append(f"- {c.label}: [worst.png]({_rel(c.worst, out_dir)}); curves: {curves}")
     return lines + [""]
 
 
-def _sanity(results: dict[str, Any]) -> list[str]:
+def _sanity(results: ReproduceResults) -> list[str]:
     lines = [
         "## Sanity checks",
         "",
@@ -158,8 +173,8 @@ def _sanity(results: dict[str, Any]) -> list[str]:
         "from the split before training); the evaluated stems are exactly the test stems.",
         "- IoU ≤ Dice holds for every run and every column mean.",
     ]
-    if results["warnings"]:
-        lines += [f"- {w}" for w in results["warnings"]]
+    if results.warnings:
+        lines += [f"- {w}" for w in results.warnings]
     else:
         lines.append(
             f"- No test Dice above {SUSPICIOUS_DICE:.2f} (this project's threshold for auditing a result "
@@ -168,7 +183,7 @@ def _sanity(results: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _commands(results: dict[str, Any], out_dir: Path | None) -> list[str]:
+def _commands(results: ReproduceResults, out_dir: Path | None) -> list[str]:
     lines = [
         "## Each column on its own",
         "",
@@ -178,11 +193,11 @@ def _commands(results: dict[str, Any], out_dir: Path | None) -> list[str]:
         "",
         "```",
     ]
-    data = results["data_dir"]
-    modified = results["kind"] == "quick" or results.get("epochs_cap") or results.get("max_train_images")
-    for k, c in results["columns"].items():
-        shipped = not modified and _is_shipped(c["config"])
-        cfg_path = c["config"] if shipped else _rel(c["resolved_config"], out_dir)
+    data = results.data_dir
+    modified = results.kind == "quick" or results.epochs_cap or results.max_train_images
+    for k, c in results.columns.items():
+        shipped = not modified and _is_shipped(c.config)
+        cfg_path = c.config if shipped else _rel(c.resolved_config, out_dir)
         lines += [
             f"hpsearch train --config {cfg_path} --data {data} --out runs/{k}",
             f"hpsearch evaluate --checkpoint runs/{k}/best.pt --data {data} --out runs/{k}/test",
@@ -196,7 +211,7 @@ def _commands(results: dict[str, Any], out_dir: Path | None) -> list[str]:
     ]
 
 
-def render_markdown(results: dict[str, Any], *, out_dir: Path | None = None) -> str:
+def render_markdown(results: ReproduceResults, *, out_dir: Path | None = None) -> str:
     """``results.md`` from ``results.json``."""
     lines = _header(results)
     lines += [TABLE_HEADING, "", render_table(results), ""]
