@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import torch
 
-import hpsearch.training.fit as fit_module
+import hpsearch.training.loop as loop_module
 from hpsearch.models import create_model
 from hpsearch.training.checkpoint import load_checkpoint
 from hpsearch.training.config import RunConfig, TrainConfig
-from hpsearch.training.fit import BestEpoch, FitResult, fit
+from hpsearch.training.loop import BestEpoch, FitResult, fit
 
 TINY = {"base_width": 4, "depth": 2}
 # Validation scores per epoch, scripted so that the best Dice (epoch 2) and the best IoU (epoch 3) differ, as
@@ -50,7 +50,7 @@ def _scripted_fit(monitor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         dice, iou = next(scores)
         return {"dice": dice, "iou": iou, "micro_dice": dice, "loss": 1.0 - dice}, None
 
-    monkeypatch.setattr(fit_module, "evaluate_loader", scripted_validation)
+    monkeypatch.setattr(loop_module, "evaluate_loader", scripted_validation)
     g = torch.Generator().manual_seed(0)
     batches = [
         (torch.randn(2, 3, 16, 16, generator=g), (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float())

@@ -38,7 +38,7 @@ def test_the_package_api_resolves() -> None:
     assert hpsearch.__all__[0] == "__version__"
     for name in hpsearch.__all__[1:]:
         assert getattr(hpsearch, name) is not None, name
-    assert hpsearch.fit.__module__ == "hpsearch.training.fit"
+    assert hpsearch.fit.__module__ == "hpsearch.training.loop"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hpsearch.nope  # noqa: B018
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hpsearch._lazy import lazy_exports
 
 # Names load on first use, so importing the package (e.g. from the CLI) does not import torch. The loop is
-# ``hpsearch.training.fit.fit``: a package attribute ``fit`` would clash with the submodule of that name.
+# ``hpsearch.training.loop.fit`` (``hpsearch.fit`` at the package root).
 _EXPORTS = {
     "DataConfig": ".config",
     "ModelConfig": ".config",
@@ -20,10 +20,10 @@ _EXPORTS = {
     "apply_scale": ".scale",
     "CostEstimate": ".estimate",
     "measure_cost": ".estimate",
-    "BestEpoch": ".fit",
-    "Callback": ".fit",
-    "FitResult": ".fit",
-    "evaluate_loader": ".fit",
+    "BestEpoch": ".loop",
+    "Callback": ".loop",
+    "FitResult": ".loop",
+    "evaluate_loader": ".loop",
     "CHECKPOINT_FORMAT": ".checkpoint",
     "load_checkpoint": ".checkpoint",
     "save_checkpoint": ".checkpoint",
