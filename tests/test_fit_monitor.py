@@ -13,7 +13,7 @@ import hpsearch.training.loop as loop_module
 from hpsearch.models import create_model
 from hpsearch.training.checkpoint import load_checkpoint
 from hpsearch.training.config import RunConfig, TrainConfig
-from hpsearch.training.loop import BestEpoch, FitResult, fit
+from hpsearch.training.loop import BestEpoch, FitResult, best_epoch_row, fit, improves
 
 TINY = {"base_width": 4, "depth": 2}
 # Validation scores per epoch, scripted so that the best Dice (epoch 2) and the best IoU (epoch 3) differ, as
@@ -40,6 +40,30 @@ def test_ties_keep_the_earlier_epoch_and_nan_never_wins() -> None:
     assert not best.offer(_row(2, 0.9, 0.4))  # same IoU, better Dice: still epoch 1
     assert not best.offer(_row(3, 0.9, float("nan")))
     assert best.epoch == 1
+
+
+@pytest.mark.parametrize("monitor", ["val_dice", "val_iou"])
+def test_a_historys_best_row_is_the_epoch_fit_keeps(monitor: str) -> None:
+    nan = float("nan")
+    # A NaN first, a tie with the best later on: the first real best wins, as in BestEpoch.
+    scores = [(nan, nan), *SCRIPT, (0.70, 0.50)]
+    rows = [_row(e, d, j) for e, (d, j) in enumerate(scores, 1)]
+    best = BestEpoch(monitor=monitor)
+    for row in rows:
+        best.offer(row)
+    assert best_epoch_row(rows, monitor) is rows[best.epoch - 1]
+    assert best.epoch == {"val_dice": 3, "val_iou": 4}[monitor]
+    assert best_epoch_row([_row(1, nan, nan)], monitor) is None and best_epoch_row([], monitor) is None
+
+
+def test_the_rule_follows_the_direction_ties_keep_the_first_and_nan_never_wins() -> None:
+    assert improves(0.5, 0.4, "maximize") and not improves(0.4, 0.5, "maximize")
+    assert improves(0.4, 0.5, "minimize") and not improves(0.5, 0.4, "minimize")
+    assert not improves(0.5, 0.5, "maximize") and not improves(0.5, 0.5, "minimize")
+    assert improves(0.0, None, "maximize") and improves(0.0, float("nan"), "minimize")
+    assert not improves(float("nan"), None, "maximize") and not improves(float("nan"), 0.1, "minimize")
+    rows = [_row(1, 0.3, 0.3), _row(2, 0.2, 0.2), _row(3, 0.2, 0.5)]
+    assert best_epoch_row(rows, "val_dice", "minimize") is rows[1]
 
 
 def _scripted_fit(monitor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FitResult, list]:
