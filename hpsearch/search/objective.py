@@ -11,7 +11,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,9 @@ import torch
 
 from hpsearch.errors import NonFiniteLossError, OutputError
 from hpsearch.search import keys
-from hpsearch.search.lifecycle import StudySplit
+from hpsearch.search.lifecycle import TrialContext
 from hpsearch.search.notes import config_differences, trial_note
 from hpsearch.search.space import suggest
-from hpsearch.search.spec import StudySpec
 from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.device import describe_device, release_memory, resolve_device
 from hpsearch.training.loop import best_epoch_row, improves
@@ -34,8 +33,6 @@ from hpsearch.training.viz import plot_curves
 
 # A trial's FAIL reason when Ctrl-C stopped it.
 INTERRUPTED = "interrupted (Ctrl-C)"
-
-Event = dict[str, Any]
 
 
 class TrialOOM(RuntimeError):
@@ -113,24 +110,6 @@ def record_partial(
             trial.set_user_attr(keys.BEST_VAL_IOU, best["val_iou"])
         trial.set_user_attr(keys.BEST_EPOCH, int(best["epoch"]))
     return best
-
-
-@dataclass
-class TrialContext:
-    """What every trial of one worker shares."""
-
-    spec: StudySpec
-    data_dir: Path
-    out_root: Path
-    overrides: dict[str, Any] = field(default_factory=dict)
-    device: str | None = None
-    max_epochs: int | None = None
-    artifact_store: Any | None = None
-    worker: str = "0"
-    on_event: Callable[[Event], None] | None = None
-    scale: str = "full"
-    deadline: float | None = None  # time.monotonic() after which a running trial stops at its next epoch
-    split: StudySplit | None = None  # the study's split, computed when it was opened: not split again
 
 
 def build_trial_config(ctx: TrialContext, params: dict[str, Any], trial_number: int | None) -> RunConfig:
