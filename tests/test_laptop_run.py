@@ -87,9 +87,12 @@ def test_a_log_gets_one_line_per_epoch(laptop_run: dict) -> None:
 
 
 def test_each_trial_carries_a_dashboard_note(laptop_run: dict) -> None:
-    study = optuna.load_study(study_name="lap", storage=laptop_run["storage"])
+    storage = optuna.storages.get_storage(laptop_run["storage"])
+    study = optuna.load_study(study_name="lap", storage=storage)
+    study_id = storage.get_study_id_from_name("lap")
     for t in study.get_trials():
-        note = get_note(optuna.Trial(study, t._trial_id))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        note = get_note(optuna.Trial(study, trial_id))
         assert note.startswith("**COMPLETE** · best val_dice") and "ran 3/3 epochs" in note
         assert f"`train.lr={t.params['train.lr']:.4g}`" in note
     assert study.metric_names == ["val_dice"]
