@@ -98,7 +98,7 @@ def fit_rate(model: torch.nn.Module, train: Any, val: Any, *, batch: int, steps:
     ``first_step_s`` is epoch 1 minus ``steps - 1`` steady steps: the first step's one-time cost.
     """
     from hpsearch.training.config import TrainConfig
-    from hpsearch.training.fit import fit
+    from hpsearch.training.loop import fit
 
     cfg = TrainConfig(epochs=2, batch_size=batch, lr=1e-4, loss="bce", device=str(device),
                       compile="on" if compiled else "off", max_steps_per_epoch=steps)
@@ -233,7 +233,7 @@ PARTS = {
     "gallery": "hpsearch.training.session.save_gallery",
     "curves": "hpsearch.training.session.plot_curves",
     "manifest": "hpsearch.training.session.build_manifest",
-    "checkpoint": "hpsearch.training.fit.save_checkpoint",
+    "checkpoint": "hpsearch.training.loop.save_checkpoint",
     "artifact_upload": "optuna.artifacts.upload_artifact",
 }
 

@@ -58,7 +58,7 @@ def bare_epoch(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor
 def fit_epoch(cfg: Any, data: Any) -> tuple[float, dict[str, float]]:
     """One epoch of ``fit`` as a trial runs it: (training img per wall second, validation included; row)."""
     from hpsearch.models import create_model
-    from hpsearch.training.fit import fit
+    from hpsearch.training.loop import fit
     from hpsearch.training.session import build_loaders
 
     device = torch.device("cpu")

@@ -105,7 +105,7 @@ def naive_epoch(model: torch.nn.Module, data_dir: Path, train: list[str], val: l
 def fit_epoch(model: torch.nn.Module, prepared: Any, batch: int) -> dict:
     """One epoch of ``fit`` on the CPU loaders of ``build_loaders``, with fit's own train/val times."""
     from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
-    from hpsearch.training.fit import fit
+    from hpsearch.training.loop import fit
     from hpsearch.training.session import build_loaders
 
     cfg = RunConfig(data=DataConfig(augmentation="basic", augment_on="cpu"),

@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO))
 
 from hpsearch.search.plan import budget_plan  # noqa: E402
 from hpsearch.search.simulate import SimOutcome, SimTrial, simulate_search  # noqa: E402
-from hpsearch.search.spec import load_study_spec  # noqa: E402
-from hpsearch.search.strategies import build_pruner, build_sampler, study_pruner  # noqa: E402
+from hpsearch.search.spec import load_study_spec, study_pruner  # noqa: E402
+from hpsearch.search.strategies import build_pruner, build_sampler  # noqa: E402
 
 # Seconds per epoch by batch size at the laptop scale on the 2-core host (docs/results/laptop: a 25-epoch
 # trial at batch 4 about 7.3 min; larger batches a little faster per image on a CPU).

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from hpsearch.search.worker import run_worker
     from hpsearch.training.config import RunConfig, load_config, resolve_run_config
     from hpsearch.training.evaluate import evaluate_checkpoint
-    from hpsearch.training.fit import FitResult, fit
+    from hpsearch.training.loop import FitResult, fit
     from hpsearch.training.session import train_from_config
 
 # Each public name -> its module (``module:attr`` for an alias). The CLI imports this package for every
@@ -60,8 +60,8 @@ _EXPORTS = {
     "RunConfig": "hpsearch.training.config",
     "load_config": "hpsearch.training.config",
     "resolve_run_config": "hpsearch.training.config",
-    "fit": "hpsearch.training.fit",
-    "FitResult": "hpsearch.training.fit",
+    "fit": "hpsearch.training.loop",
+    "FitResult": "hpsearch.training.loop",
     "train_from_config": "hpsearch.training.session",
     "evaluate_checkpoint": "hpsearch.training.evaluate",
     "load_study_spec": "hpsearch.search.spec",

@@ -13,10 +13,10 @@ from hpsearch.search.cost import (
     fit_hints,
     representative_params,
 )
-from hpsearch.search.plan import ladder
+from hpsearch.search.plan import ResourceSpec, ladder
 from hpsearch.search.simulate import predict
-from hpsearch.search.spec import ResourceSpec, load_study_spec, parse_study
-from hpsearch.search.strategies import build_pruner, study_pruner
+from hpsearch.search.spec import load_study_spec, parse_study, study_pruner
+from hpsearch.search.strategies import build_pruner
 from hpsearch.training.estimate import CostEstimate
 
 

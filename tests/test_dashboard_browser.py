@@ -75,22 +75,23 @@ def served_run(tmp_path_factory: pytest.TempPathFactory, synth_data: Path, invok
                 assert proc.poll() is None and time.monotonic() < deadline, log
                 time.sleep(0.2)
         study = optuna.load_study(study_name="shown", storage=url)
-        yield base, study
+        # The dashboard's URLs name a study by its storage id.
+        yield base, study, optuna.storages.get_storage(url).get_study_id_from_name("shown")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
 def test_the_trial_page_shows_the_gallery_and_the_note(served_run) -> None:
-    base, study = served_run
+    base, study, study_id = served_run
     trial = study.trials[0]
-    dom = render(f"{base}/dashboard/studies/{study._study_id}/trials?numbers={trial.number}")
+    dom = render(f"{base}/dashboard/studies/{study_id}/trials?numbers={trial.number}")
     assert 'alt="val_worst.png"' in dom and "/artifacts/" in dom, "no gallery image on the trial page"
     assert "COMPLETE" in dom and "best val_dice" in dom and f"ran {2}/2 epochs" in dom, "no trial note"
     assert "train.lr=" in dom  # the note names what set this trial apart
 
 
 def test_the_study_page_names_the_objective_by_the_metric(served_run) -> None:
-    base, study = served_run
-    dom = render(f"{base}/dashboard/studies/{study._study_id}")
+    base, _, study_id = served_run
+    dom = render(f"{base}/dashboard/studies/{study_id}")
     assert "val_dice" in dom and "Objective 0" not in dom

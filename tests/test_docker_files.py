@@ -1,7 +1,10 @@
-"""Static checks of the container and scale-out files (docker/, .dockerignore, docs/operations.md).
+"""What the container and scale-out files (docker/, .dockerignore, docs/operations.md) must keep true, not
+what they happen to say: no password is written into them, nothing is published beyond the host, the
+compose file offers its services and each runs a real ``hpsearch`` command, and the external validators
+accept the files.
 
 No Docker engine is needed. Tools that may be missing (docker-compose, the docker compose plugin, hadolint,
-shellcheck) make only their own test skip.
+shellcheck, check-jsonschema, kubernetes-validate) make only their own test skip.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -30,10 +34,15 @@ SBATCH = DOCKER / "slurm" / "hpsearch-array.sbatch"
 SCALE_OUT = ROOT / "docs" / "operations.md"
 README = DOCKER / "README.md"
 
-# A password in a URL: scheme://user:PASSWORD@host
-URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
+# The files that show what a password setting looks like; their value must be an obvious placeholder.
+EXAMPLES = {ENV_EXAMPLE, K8S / "secret.example.yaml"}
+PLACEHOLDER = "change-me"
+# A password in a URL: scheme://user:PASSWORD@host, where user and password may be ${...} or $(...).
+URL_PASSWORD = re.compile(r"://(?:\$\{[^}]*\}|\$\([^)]*\)|[^:/@\s]+):(\$\{[^}]*\}|\$\([^)]*\)|[^@\s]+)@")
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}; $${VAR} is an escaped literal.
 COMPOSE_VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])[^}]*)?\}")
+# NAME_PASSWORD=value at the start of a line (shell, .env, Dockerfile ENV/ARG).
+ASSIGNED_PASSWORD = re.compile(r"(?m)^\s*(?:export\s+|ENV\s+|ARG\s+)?(\w*PASSWORD\w*)\s*=\s*(\S+)")
 
 
 def _load_all(path: Path) -> list:
@@ -66,8 +75,8 @@ def _pod_spec(doc: dict) -> dict:
     return doc["spec"]["template"]["spec"]
 
 
-def _compose() -> dict:
-    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+def _compose(path: Path = COMPOSE) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def _env_example() -> dict[str, str]:
@@ -90,71 +99,172 @@ def _is_subset(small, big) -> bool:
     return small == big
 
 
-# ----------------------------------------------------------------------------------------------- YAML
+def _mappings(node: Any) -> list[dict]:
+    """Every mapping inside a loaded YAML document, the document included."""
+    if isinstance(node, dict):
+        return [node, *(m for v in node.values() for m in _mappings(v))]
+    if isinstance(node, list):
+        return [m for v in node for m in _mappings(v)]
+    return []
+
+
+def _hpsearch_command(args: list[str], where: str) -> str:
+    """Check that ``args`` (what follows ``hpsearch``) names a CLI command and only options it has; returns
+    the command's name."""
+    from typer.main import get_command
+
+    from hpsearch.cli import app
+
+    cli = get_command(app)
+    name, *rest = [str(a) for a in args]
+    assert name in cli.commands, f"{where}: 'hpsearch {name}' is not a command ({sorted(cli.commands)})"
+    accepted = {opt for param in cli.commands[name].params for opt in param.opts}
+    unknown = [a for a in rest if a.startswith("-") and a.split("=")[0] not in accepted]
+    assert not unknown, f"{where}: 'hpsearch {name}' has no option {unknown}"
+    return name
+
+
+# ------------------------------------------------------------------------------------------ passwords
+
+
+def _is_reference(value: str) -> bool:
+    """``${VAR}``, ``$(VAR)`` or ``$VAR``: read where it runs, not written here."""
+    return value.strip("\"'").startswith("$")
+
+
+def _literal_passwords(path: Path) -> list[str]:
+    """Where ``path`` writes a password down instead of reading it from the environment or a secret."""
+    text = path.read_text(encoding="utf-8")
+    found = [
+        f"URL password {p!r}"
+        for p in URL_PASSWORD.findall(text)
+        if not _is_reference(p) and p not in {"PASS", "PASSWORD"}  # a placeholder in a comment
+    ]
+    # A default is a password too: ${POSTGRES_PASSWORD:-secret} runs with "secret" when the variable is unset.
+    found += [
+        f"${{{name}{op}...}} has a default"
+        for name, op in COMPOSE_VAR.findall(text)
+        if "PASSWORD" in name and op in ("-", ":-")
+    ]
+    found += [f"{key}={value}" for key, value in ASSIGNED_PASSWORD.findall(text) if not _is_reference(value)]
+    if path.suffix in {".yaml", ".yml"}:
+        for mapping in (m for doc in _load_all(path) for m in _mappings(doc)):
+            if "PASSWORD" in str(mapping.get("name", "")).upper() and "value" in mapping:
+                found.append(f"env {mapping['name']} has a value, not valueFrom a secret")
+            found += [
+                f"{key}: {value}"
+                for key, value in mapping.items()
+                if "PASSWORD" in str(key).upper() and isinstance(value, str) and not _is_reference(value)
+            ]
+    return found
+
+
+def test_no_literal_password_anywhere_under_docker():
+    checked = 0
+    for path in sorted(p for p in DOCKER.rglob("*") if p.is_file()):
+        found = _literal_passwords(path)
+        checked += 1
+        if path in EXAMPLES:
+            assert found and all(PLACEHOLDER in f for f in found), f"{path.name}: {found}"
+        else:
+            assert not found, f"{path.relative_to(ROOT)} writes a password down: {found}"
+    assert checked >= len(EXAMPLES) + 3
+    # The compose file and every hpsearch pod read it: from .env, from the Secret.
+    assert "${POSTGRES_PASSWORD:?" in COMPOSE.read_text(encoding="utf-8")
+    for doc in _by_kind("Deployment") + _by_kind("Job"):
+        for container in _pod_spec(doc)["containers"]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            if "HPSEARCH_STORAGE" in env:
+                ref = env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                assert ref["key"] in _named("Secret", ref["name"])["stringData"]
+
+
+def test_compose_config_fails_without_the_password(tmp_path):
+    commands = _compose_commands()
+    if not commands:
+        pytest.skip("neither docker-compose nor the docker compose plugin is installed")
+    env_file = tmp_path / "no-password.env"
+    env_file.write_text(
+        "".join(f"{k}={v}\n" for k, v in _env_example().items() if k != "POSTGRES_PASSWORD"), encoding="utf-8"
+    )
+    for base in commands:
+        result = subprocess.run(
+            [*base, "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_compose_env(),
+            check=False,
+        )
+        assert result.returncode != 0, f"{' '.join(base)} accepted a compose file with no password set"
+        assert "POSTGRES_PASSWORD" in result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------------------------- ports
+
+
+def test_published_ports_are_bound_to_loopback_only():
+    # The dashboard has no authentication: compose publishes it on the host's loopback only, Kubernetes
+    # keeps every service inside the cluster (kubectl port-forward reaches it).
+    for path in (COMPOSE, COMPOSE_GPU):
+        for name, svc in _compose(path)["services"].items():
+            for port in svc.get("ports", []):
+                host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+                assert host_ip == "127.0.0.1", f"{path.name}: {name} publishes {port} beyond loopback"
+    assert _compose()["services"]["dashboard"]["ports"], "the dashboard is not published at all"
+    for svc in _by_kind("Service"):
+        assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", svc["metadata"]["name"]
+    assert not _by_kind("Ingress")
+    for doc in _by_kind("Deployment") + _by_kind("Job"):
+        pod = _pod_spec(doc)
+        assert not pod.get("hostNetwork"), doc["metadata"]["name"]
+        for container in pod["containers"]:
+            assert all("hostPort" not in p for p in container.get("ports", [])), doc["metadata"]["name"]
+
+
+# -------------------------------------------------------------------------------- services and commands
+
+
+def test_compose_offers_its_services_each_running_an_hpsearch_command():
+    services = _compose()["services"]
+    assert {"postgres", "init", "worker", "dashboard"} <= set(services)
+    expected = {"init": "create", "worker": "worker", "dashboard": "dashboard"}
+    for name, command in expected.items():
+        assert _hpsearch_command(services[name]["command"], f"compose.yaml {name}") == command
+    for name, svc in _compose(COMPOSE_GPU)["services"].items():
+        assert _hpsearch_command(svc["command"], f"compose.gpu.yaml {name}") == expected[name]
+    # `docker compose up --scale worker=N`: a fixed container name or a published port would clash.
+    assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+
+
+def test_k8s_workloads_run_hpsearch_commands():
+    expected = {"hpsearch-init": "create", "hpsearch-worker": "worker", "hpsearch-dashboard": "dashboard"}
+    for name, command in expected.items():
+        kind = "Deployment" if name == "hpsearch-dashboard" else "Job"
+        (container,) = _pod_spec(_named(kind, name))["containers"]
+        assert _hpsearch_command(container["args"], f"k8s {name}") == command
+
+
+def test_the_image_runs_hpsearch_and_not_as_root():
+    ins = _instructions()
+    last_from = max(i for i, (word, _) in enumerate(ins) if word == "FROM")
+    runtime = ins[last_from:]
+    assert ("ENTRYPOINT", '["hpsearch"]') in runtime  # what makes every command above an hpsearch command
+    users = [args for word, args in runtime if word == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+
+
+# --------------------------------------------------------------------------------- schema and wiring
 
 
 def test_every_yaml_file_under_docker_parses_into_mappings():
     files = _yaml_files()
-    assert COMPOSE in files and COMPOSE_GPU in files
-    assert len([f for f in files if f.parent == K8S]) >= 5
+    assert COMPOSE in files and COMPOSE_GPU in files and any(f.parent == K8S for f in files)
     for path in files:
         docs = _load_all(path)
         assert docs, f"{path} is empty"
         for doc in docs:
             assert isinstance(doc, dict), f"{path}: a document is {type(doc).__name__}, not a mapping"
-
-
-def test_k8s_manifests_have_the_expected_kinds_and_metadata():
-    docs = _k8s_docs()
-    for doc in docs:
-        assert doc.get("apiVersion") and doc.get("kind"), doc
-        assert doc["metadata"]["name"].startswith("hpsearch"), doc["metadata"]
-    kinds = {d["kind"] for d in docs}
-    assert {"Secret", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "Job"} <= kinds
-    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
-    assert len(names) == len(set(names)), "duplicate kind/name pairs"
-
-
-def test_k8s_worker_is_an_indexed_job_with_one_gpu_per_pod():
-    job = _named("Job", "hpsearch-worker")
-    spec = job["spec"]
-    assert spec["completionMode"] == "Indexed"
-    assert isinstance(spec["parallelism"], int) and spec["parallelism"] >= 1
-    assert spec["completions"] == spec["parallelism"]
-    pod = _pod_spec(job)
-    assert pod["restartPolicy"] in {"Never", "OnFailure"}
-    (container,) = pod["containers"]
-    assert container["args"][0] == "worker"
-    assert "--study" in container["args"]
-    assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "1"
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    assert mounts["/data"].get("readOnly") is True
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    work_claim = volumes[mounts["/work"]["name"]]["persistentVolumeClaim"]["claimName"]
-    assert "ReadWriteMany" in _named("PersistentVolumeClaim", work_claim)["spec"]["accessModes"]
-
-
-def test_k8s_init_job_creates_the_study_once():
-    job = _named("Job", "hpsearch-init")
-    assert job["spec"].get("completionMode", "NonIndexed") == "NonIndexed"
-    assert job["spec"].get("parallelism", 1) == 1
-    (container,) = _pod_spec(job)["containers"]
-    assert container["args"][:2] == ["create", "--study"]
-
-
-def test_k8s_postgres_and_dashboard_are_cluster_internal():
-    pg = _named("Deployment", "hpsearch-postgres")
-    assert pg["spec"]["replicas"] == 1
-    assert pg["spec"]["strategy"]["type"] == "Recreate"
-    assert _pod_spec(pg)["containers"][0]["image"].startswith("postgres:")
-    assert [p["port"] for p in _named("Service", "hpsearch-postgres")["spec"]["ports"]] == [5432]
-
-    dash = _named("Deployment", "hpsearch-dashboard")
-    args = _pod_spec(dash)["containers"][0]["args"]
-    assert args[0] == "dashboard" and args[args.index("--host") + 1] == "0.0.0.0"
-    for svc in _by_kind("Service"):
-        assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", svc["metadata"]["name"]
-    assert not _by_kind("Ingress")
 
 
 def test_k8s_references_resolve_and_selectors_match():
@@ -188,32 +298,6 @@ def test_k8s_references_resolve_and_selectors_match():
         assert any(_is_subset(svc["spec"]["selector"], labels) for labels in pod_labels), svc["metadata"]
 
 
-def test_k8s_hpsearch_pods_run_as_uid_10001_with_the_storage_url_from_the_secret():
-    for doc in _by_kind("Deployment") + _by_kind("Job"):
-        pod = _pod_spec(doc)
-        container = pod["containers"][0]
-        if container["image"].startswith("postgres:"):
-            continue
-        assert pod["securityContext"]["runAsUser"] == 10001
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        env = {e["name"]: e for e in container.get("env", [])}
-        if doc["metadata"]["name"] != "hpsearch-data":
-            url = env["HPSEARCH_STORAGE"]["value"]
-            assert url.startswith("postgresql+psycopg://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@")
-            # $(VAR) only expands to variables defined before it in the list.
-            names = list(env)
-            assert names.index("HPSEARCH_STORAGE") > names.index("POSTGRES_PASSWORD")
-
-
-def test_k8s_secret_is_only_an_example():
-    (secret,) = _by_kind("Secret")
-    assert "change-me" in secret["stringData"]["POSTGRES_PASSWORD"]
-    for doc in _k8s_docs():
-        if doc["kind"] != "Secret":
-            for password in URL_PASSWORD.findall(yaml.safe_dump(doc)):
-                assert password.startswith("$("), password
-
-
 def test_k8s_manifests_match_the_kubernetes_schemas():
     tool = shutil.which("kubernetes-validate")
     if not tool:
@@ -229,93 +313,12 @@ def test_k8s_manifests_match_the_kubernetes_schemas():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# -------------------------------------------------------------------------------------------- compose
-
-
-def test_compose_services_and_their_wiring():
-    services = _compose()["services"]
-    assert {"postgres", "init", "worker", "dashboard"} <= set(services)
-
-    pg = services["postgres"]
-    assert pg["image"].startswith("postgres:16")
-    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
-    assert any(v.split(":")[0] == "pgdata" for v in pg["volumes"])
-
-    init = services["init"]
-    assert init["command"][:2] == ["create", "--study"]
-    assert init["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert init["restart"] == "no"
-
-    worker = services["worker"]
-    assert worker["command"][0] == "worker"
-    assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
-    assert "container_name" not in worker, "a fixed name stops --scale"
-    assert "ports" not in worker, "a published port stops --scale"
-
-    dashboard = services["dashboard"]
-    args = dashboard["command"]
-    assert args[0] == "dashboard" and args[args.index("--host") + 1] == "0.0.0.0"
-    assert dashboard["ports"], "dashboard is not published"
-    for port in dashboard["ports"]:
-        assert str(port).startswith("127.0.0.1:"), f"dashboard published beyond loopback: {port}"
-    for name, svc in services.items():
-        if name != "dashboard":
-            assert "ports" not in svc, f"{name} publishes a port"
-
-
-def test_compose_workers_and_dashboard_share_one_volume_and_mount_data_read_only():
-    compose = _compose()
-    services = compose["services"]
-    for name in ("init", "worker", "dashboard"):
-        volumes = services[name]["volumes"]
-        assert "work:/work" in volumes, name
-        (data,) = [v for v in volumes if ":/data" in v]
-        assert data.startswith("${HPSEARCH_DATA_HOST") and data.endswith(":/data:ro"), data
-        env = services[name]["environment"]
-        assert env["HPSEARCH_ARTIFACTS"].startswith("/work/") and env["HPSEARCH_OUT"].startswith("/work/")
-        assert env["HPSEARCH_STORAGE"].startswith("postgresql+psycopg://${POSTGRES_USER")
-    assert "work" in compose["volumes"] and "pgdata" in compose["volumes"]
-
-
-def test_compose_files_hold_no_literal_password():
-    for path in (COMPOSE, COMPOSE_GPU):
-        text = path.read_text(encoding="utf-8")
-        for password in URL_PASSWORD.findall(text):
-            assert password.startswith("${"), f"{path.name}: literal password in a URL"
-        for match in re.finditer(r"(?im)^\s*-?\s*([A-Z_]*PASSWORD[A-Z_]*)\s*[:=]\s*(\S.*)$", text):
-            assert match.group(2).strip().strip("\"'").startswith("${"), match.group(0)
-    env = _env_example()
-    assert "change-me" in env["POSTGRES_PASSWORD"]
-    assert env["POSTGRES_PASSWORD"] not in COMPOSE.read_text(encoding="utf-8")
-
-
 def test_every_required_compose_variable_is_in_env_example():
     env = _env_example()
     for path in (COMPOSE, COMPOSE_GPU):
         for name, op in COMPOSE_VAR.findall(path.read_text(encoding="utf-8")):
             if op in ("", ":?", "?"):
                 assert name in env, f"{path.name} needs {name} without a default; add it to .env.example"
-    for key in (
-        "POSTGRES_USER",
-        "POSTGRES_DB",
-        "HPSEARCH_STUDY",
-        "HPSEARCH_DATA_HOST",
-        "COMPOSE_PROJECT_NAME",
-    ):
-        assert env.get(key), key
-
-
-def test_compose_gpu_override_reserves_an_nvidia_gpu_for_the_worker_only():
-    override = yaml.safe_load(COMPOSE_GPU.read_text(encoding="utf-8"))
-    assert set(override["services"]) == {"worker"}
-    worker = override["services"]["worker"]
-    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
-    assert device["driver"] == "nvidia"
-    assert "gpu" in device["capabilities"]
-    assert "container_name" not in worker
-    assert "/whl/cu" in worker["build"]["args"]["TORCH_INDEX_URL"]
-    assert worker["image"] != _compose()["services"]["worker"]["image"], "the CUDA image needs its own tag"
-    assert all("deploy" not in svc for svc in _compose()["services"].values()), "CPU hosts must still work"
 
 
 def _compose_env() -> dict[str, str]:
@@ -354,40 +357,13 @@ def test_compose_config_validates_with_env_example(files):
             [*cmd, "config"], capture_output=True, text=True, timeout=60, env=_compose_env(), check=False
         )
         assert result.returncode == 0, f"{' '.join(base)} config failed:\n{result.stderr}"
-        config = yaml.safe_load(result.stdout)
-        services = config["services"]
-        env = services["worker"]["environment"]
+        services = yaml.safe_load(result.stdout)["services"]
         example = _env_example()
-        assert env["HPSEARCH_STORAGE"] == (
-            f"postgresql+psycopg://{example['POSTGRES_USER']}:{example['POSTGRES_PASSWORD']}"
-            f"@postgres:5432/{example['POSTGRES_DB']}"
-        )
-        assert services["worker"]["command"][2] == example["HPSEARCH_STUDY"]
+        # The password reaches the storage URL from the environment, and the study the worker's command.
+        assert example["POSTGRES_PASSWORD"] in services["worker"]["environment"]["HPSEARCH_STORAGE"]
+        assert example["HPSEARCH_STUDY"] in services["worker"]["command"]
         ports = yaml.safe_dump(services["dashboard"]["ports"])
         assert "127.0.0.1" in ports and "0.0.0.0" not in ports
-        if "compose.gpu.yaml" in files:
-            assert "deploy" in services["worker"] and "deploy" not in services["dashboard"]
-
-
-def test_compose_config_fails_without_the_password(tmp_path):
-    commands = _compose_commands()
-    if not commands:
-        pytest.skip("neither docker-compose nor the docker compose plugin is installed")
-    env_file = tmp_path / "no-password.env"
-    env_file.write_text(
-        "".join(f"{k}={v}\n" for k, v in _env_example().items() if k != "POSTGRES_PASSWORD"), encoding="utf-8"
-    )
-    for base in commands:
-        result = subprocess.run(
-            [*base, "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=_compose_env(),
-            check=False,
-        )
-        assert result.returncode != 0, f"{' '.join(base)} accepted a compose file with no password set"
-        assert "POSTGRES_PASSWORD" in result.stdout + result.stderr
 
 
 def test_compose_files_match_the_compose_spec_schema():
@@ -422,36 +398,6 @@ def _instructions() -> list[tuple[str, str]]:
         word, _, rest = line.partition(" ")
         out.append((word.upper(), rest.strip()))
     return out
-
-
-def test_dockerfile_is_multi_stage_from_an_argument_base():
-    ins = _instructions()
-    froms = [args for word, args in ins if word == "FROM"]
-    assert len(froms) >= 2
-    first_from = next(i for i, (word, _) in enumerate(ins) if word == "FROM")
-    global_args = [args for word, args in ins[:first_from] if word == "ARG"]
-    assert any(a.startswith("BASE_IMAGE=python:3.11-slim") for a in global_args)
-    assert all(f.startswith("${BASE_IMAGE}") for f in froms)
-    assert any(
-        word == "ARG" and args.startswith("TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu")
-        for word, args in ins
-    )
-    assert any(word == "COPY" and args.startswith("--from=builder") for word, args in ins)
-
-
-def test_dockerfile_runtime_stage_is_non_root_with_volumes_and_entrypoint():
-    ins = _instructions()
-    last_from = max(i for i, (word, _) in enumerate(ins) if word == "FROM")
-    runtime = ins[last_from:]
-    users = [args for word, args in runtime if word == "USER"]
-    assert users and users[-1].split(":")[0] not in {"root", "0"}
-    assert users[-1].split(":")[0] == "10001"
-    assert ("WORKDIR", "/work") in runtime
-    (volume,) = [args for word, args in runtime if word == "VOLUME"]
-    assert "/data" in volume and "/work" in volume
-    assert ("ENTRYPOINT", '["hpsearch"]') in runtime
-    assert not any(word == "HEALTHCHECK" for word, _ in ins)
-    assert not any("libgl" in args.lower() for _, args in ins), "OpenCV is the headless wheel: no libGL"
 
 
 def test_dockerfile_never_copies_data():
@@ -576,18 +522,6 @@ def test_sbatch_parses_with_bash_n():
     assert result.returncode == 0, result.stderr
 
 
-def test_sbatch_directives():
-    text = SBATCH.read_text(encoding="utf-8")
-    assert text.startswith("#!/bin/bash")
-    directives = re.findall(r"(?m)^#SBATCH\s+(\S+)", text)
-    assert "--array=0-7" in directives
-    assert "--gres=gpu:1" in directives
-    (output,) = [d for d in directives if d.startswith("--output=")]
-    assert "%A" in output and "%a" in output, "one log per array task"
-    assert "hpsearch worker" in text
-    assert "--storage" not in text.split("#SBATCH")[-1], "the storage URL belongs in the environment"
-
-
 def _fake_bin(tmp_path: Path) -> Path:
     """srun that drops its own options and hpsearch that records its arguments and environment."""
     bin_dir = tmp_path / "bin"
@@ -632,7 +566,9 @@ def test_sbatch_runs_one_worker_with_env_only(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "args.txt").read_text(encoding="utf-8").splitlines()
-    assert lines[:5] == ["worker", "--study", "lr_batch", "--device", "cuda"]
+    args = lines[: lines.index(next(ln for ln in lines if ln.startswith("ARTIFACTS=")))]
+    assert _hpsearch_command(args, "sbatch") == "worker"
+    assert args[args.index("--study") + 1] == "lr_batch"  # the study from the environment
     assert f"ARTIFACTS={tmp_path}/artifacts" in lines and f"OUT={tmp_path}/runs" in lines
     assert "u:p@" not in " ".join(lines), "the storage URL leaked onto the command line"
 
@@ -647,7 +583,8 @@ def test_sbatch_passes_the_per_task_trial_cap(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "args.txt").read_text(encoding="utf-8").splitlines()
-    assert lines[5:7] == ["--n-trials", "5"]
+    args = lines[: lines.index(next(ln for ln in lines if ln.startswith("ARTIFACTS=")))]
+    assert _hpsearch_command(args, "sbatch") == "worker" and args[args.index("--n-trials") + 1] == "5"
 
 
 def test_sbatch_refuses_to_start_without_a_storage_url(tmp_path):
@@ -687,19 +624,6 @@ def test_scale_out_snippets_match_the_files():
     assert indexed, "docs/operations.md has no Indexed Job snippet"
     for snippet in indexed:
         assert _is_subset(snippet, job), "the Indexed Job snippet differs from docker/k8s/worker-job.yaml"
-
-    compose = _compose()
-    assert (
-        "max_connections=${POSTGRES_MAX_CONNECTIONS:-100}" in compose["services"]["postgres"]["command"][-1]
-    )
-    assert "postgres -c max_connections=${POSTGRES_MAX_CONNECTIONS:-100}" in doc
-    assert 'args: ["-c", "max_connections=200"]' in doc
-    assert _named("Deployment", "hpsearch-postgres")["spec"]["template"]["spec"]["containers"][0]["args"] == [
-        "-c",
-        "max_connections=200",
-    ]
-    for name in ("run_grpc_proxy_server", "GrpcStorageProxy", "RetryHeartbeatStaleTrialCallback"):
-        assert name in doc
 
 
 def test_optuna_names_in_the_docs_exist():

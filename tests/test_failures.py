@@ -281,6 +281,12 @@ def test_a_storage_that_keeps_failing_ends_the_worker_with_one_line(
     assert TrialState.RUNNING not in [t.state for t in study.get_trials()]
 
 
+def _trial_id(storage: Any, trial: optuna.Trial) -> int:
+    """A smoke-study trial's storage id, as the storage's public API gives it."""
+    study_id = storage.get_study_id_from_name("smoke")
+    return storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+
+
 def _two_workers_one_beat(url: str, n_trials: int, grace: int = 2) -> tuple[Any, optuna.Trial, Any]:
     """A budgeted smoke study with fast heartbeats; one worker has claimed a trial that has beaten once."""
     spec = load_study_spec("smoke")
@@ -290,7 +296,7 @@ def _two_workers_one_beat(url: str, n_trials: int, grace: int = 2) -> tuple[Any,
     first = worker.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
     claimed = first.ask()
     claimed.suggest_float("train.lr", 1e-4, 0.3, log=True)
-    storage.record_heartbeat(claimed._trial_id)
+    storage.record_heartbeat(_trial_id(storage, claimed))
     second = worker.worker_study("smoke", storage, spec, seed_offset=1, budgeted=True)
     return storage, claimed, second
 
@@ -314,9 +320,9 @@ def test_a_worker_does_not_idle_behind_trials_that_are_alive(
     storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A long grace period: Optuna's own stale check (at the start of each trial) must not fail it either.
-    _, running, live = _two_workers_one_beat(storage_url, 2, grace=60)
+    storage, running, live = _two_workers_one_beat(storage_url, 2, grace=60)
     # Its worker keeps beating: every look finds a fresh heartbeat.
-    monkeypatch.setattr(worker, "heartbeat_ages", lambda *_: {running._trial_id: 0.2})
+    monkeypatch.setattr(worker, "heartbeat_ages", lambda *_: {_trial_id(storage, running): 0.2})
     t0 = time.monotonic()
     worker.run_trials(live, _objective)
     assert time.monotonic() - t0 < 5
@@ -330,11 +336,11 @@ def test_heartbeat_ages_reads_running_trials_only(storage_url: str) -> None:
     create_study(spec, storage, split_hash="h", n_trials=3)
     w = worker.worker_study("smoke", storage, spec, seed_offset=0, budgeted=True)
     a, b = w.ask(), w.ask()
-    storage.record_heartbeat(a._trial_id)
-    storage.record_heartbeat(b._trial_id)
+    storage.record_heartbeat(_trial_id(storage, a))
+    storage.record_heartbeat(_trial_id(storage, b))
     w.tell(b, 0.5)
-    ages = storage_mod.heartbeat_ages(storage, w._study_id)
-    assert list(ages) == [a._trial_id] and 0 <= ages[a._trial_id] < 5
+    ages = storage_mod.heartbeat_ages(storage, storage.get_study_id_from_name("smoke"))
+    assert list(ages) == [_trial_id(storage, a)] and 0 <= ages[_trial_id(storage, a)] < 5
 
 
 def test_storage_errors_read_the_same_whatever_the_driver_versions_say() -> None:

@@ -443,7 +443,8 @@ def test_a_worker_killed_right_after_claiming_a_trial_does_not_strand_its_ticket
     study.enqueue_trial({}, user_attrs={keys.TICKET: True})
     study_id = storage.get_study_id_from_name("k")
     [waiting] = storage.get_all_trials(study_id, states=(TrialState.WAITING,))
-    assert storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)  # the claim, then "SIGKILL"
+    waiting_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
+    assert storage.set_trial_state_values(waiting_id, TrialState.RUNNING)  # the claim, then "SIGKILL"
     time.sleep(3.5)
     optuna.storages.fail_stale_trials(study)
     final = study.get_trials(deepcopy=False)
@@ -468,7 +469,10 @@ def test_a_trial_failed_as_stale_while_it_ran_does_not_crash_its_worker(then: st
 
     def objective(trial: optuna.Trial) -> float:
         if trial.number == 0:  # what a peer's fail_stale_trials does to it
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study_id = storage.get_study_id_from_name("t")
+            storage.set_trial_state_values(
+                storage.get_trial_id_from_study_id_trial_number(study_id, trial.number), TrialState.FAIL
+            )
             if then == "writes an attribute":
                 trial.set_user_attr("late", 1)
         return 0.5

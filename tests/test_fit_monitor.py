@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import torch
 
-import hpsearch.training.fit as fit_module
+import hpsearch.training.loop as loop_module
 from hpsearch.models import create_model
 from hpsearch.training.checkpoint import load_checkpoint
 from hpsearch.training.config import RunConfig, TrainConfig
-from hpsearch.training.fit import BestEpoch, FitResult, fit
+from hpsearch.training.loop import BestEpoch, FitResult, best_epoch_row, fit, improves
 
 TINY = {"base_width": 4, "depth": 2}
 # Validation scores per epoch, scripted so that the best Dice (epoch 2) and the best IoU (epoch 3) differ, as
@@ -42,6 +42,30 @@ def test_ties_keep_the_earlier_epoch_and_nan_never_wins() -> None:
     assert best.epoch == 1
 
 
+@pytest.mark.parametrize("monitor", ["val_dice", "val_iou"])
+def test_a_historys_best_row_is_the_epoch_fit_keeps(monitor: str) -> None:
+    nan = float("nan")
+    # A NaN first, a tie with the best later on: the first real best wins, as in BestEpoch.
+    scores = [(nan, nan), *SCRIPT, (0.70, 0.50)]
+    rows = [_row(e, d, j) for e, (d, j) in enumerate(scores, 1)]
+    best = BestEpoch(monitor=monitor)
+    for row in rows:
+        best.offer(row)
+    assert best_epoch_row(rows, monitor) is rows[best.epoch - 1]
+    assert best.epoch == {"val_dice": 3, "val_iou": 4}[monitor]
+    assert best_epoch_row([_row(1, nan, nan)], monitor) is None and best_epoch_row([], monitor) is None
+
+
+def test_the_rule_follows_the_direction_ties_keep_the_first_and_nan_never_wins() -> None:
+    assert improves(0.5, 0.4, "maximize") and not improves(0.4, 0.5, "maximize")
+    assert improves(0.4, 0.5, "minimize") and not improves(0.5, 0.4, "minimize")
+    assert not improves(0.5, 0.5, "maximize") and not improves(0.5, 0.5, "minimize")
+    assert improves(0.0, None, "maximize") and improves(0.0, float("nan"), "minimize")
+    assert not improves(float("nan"), None, "maximize") and not improves(float("nan"), 0.1, "minimize")
+    rows = [_row(1, 0.3, 0.3), _row(2, 0.2, 0.2), _row(3, 0.2, 0.5)]
+    assert best_epoch_row(rows, "val_dice", "minimize") is rows[1]
+
+
 def _scripted_fit(monitor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FitResult, list]:
     """Run the real loop on a tiny model; only validation's scores come from ``SCRIPT``."""
     scores = iter(SCRIPT)
@@ -50,7 +74,7 @@ def _scripted_fit(monitor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         dice, iou = next(scores)
         return {"dice": dice, "iou": iou, "micro_dice": dice, "loss": 1.0 - dice}, None
 
-    monkeypatch.setattr(fit_module, "evaluate_loader", scripted_validation)
+    monkeypatch.setattr(loop_module, "evaluate_loader", scripted_validation)
     g = torch.Generator().manual_seed(0)
     batches = [
         (torch.randn(2, 3, 16, 16, generator=g), (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float())

@@ -87,9 +87,12 @@ def test_a_log_gets_one_line_per_epoch(laptop_run: dict) -> None:
 
 
 def test_each_trial_carries_a_dashboard_note(laptop_run: dict) -> None:
-    study = optuna.load_study(study_name="lap", storage=laptop_run["storage"])
+    storage = optuna.storages.get_storage(laptop_run["storage"])
+    study = optuna.load_study(study_name="lap", storage=storage)
+    study_id = storage.get_study_id_from_name("lap")
     for t in study.get_trials():
-        note = get_note(optuna.Trial(study, t._trial_id))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        note = get_note(optuna.Trial(study, trial_id))
         assert note.startswith("**COMPLETE** · best val_dice") and "ran 3/3 epochs" in note
         assert f"`train.lr={t.params['train.lr']:.4g}`" in note
     assert study.metric_names == ["val_dice"]
@@ -130,7 +133,8 @@ def test_the_export_retrains_at_its_scale(laptop_run: dict, invoke, tmp_path: Pa
 
 
 def test_a_spent_time_budget_stops_the_running_trial(synth_data: Path, tmp_path: Path) -> None:
-    from hpsearch.search.objective import Objective, TrialContext
+    from hpsearch.search.lifecycle import TrialContext
+    from hpsearch.search.objective import Objective
     from hpsearch.search.spec import parse_study
 
     spec = parse_study(STUDY, source="test")
@@ -152,7 +156,8 @@ def test_the_report_states_the_scale_and_the_hardware(laptop_run: dict, invoke, 
 
 
 def test_trials_differing_only_in_augmentation_share_one_decode(synth_data: Path, tmp_path: Path) -> None:
-    from hpsearch.search.objective import Objective, TrialContext, build_trial_config
+    from hpsearch.search.lifecycle import TrialContext
+    from hpsearch.search.objective import Objective, build_trial_config
     from hpsearch.search.spec import parse_study
 
     spec = parse_study({**STUDY, "space": {"data.augmentation": {"type": "categorical",
@@ -168,7 +173,8 @@ def test_trials_differing_only_in_augmentation_share_one_decode(synth_data: Path
 
 
 def test_trials_keep_the_epoch_of_the_studys_metric(synth_data: Path, tmp_path: Path) -> None:
-    from hpsearch.search.objective import TrialContext, build_trial_config
+    from hpsearch.search.lifecycle import TrialContext
+    from hpsearch.search.objective import build_trial_config
     from hpsearch.search.spec import parse_study
 
     for metric in ("val_dice", "val_iou"):

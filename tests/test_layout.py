@@ -50,7 +50,7 @@ def test_the_package_api_resolves() -> None:
     assert hpsearch.__all__[0] == "__version__"
     for name in hpsearch.__all__[1:]:
         assert getattr(hpsearch, name) is not None, name
-    assert hpsearch.fit.__module__ == "hpsearch.training.fit"
+    assert hpsearch.fit.__module__ == "hpsearch.training.loop"
     assert hpsearch.run_study is hpsearch.run_search  # an alias names the same function
     assert set(hpsearch.__all__) <= set(dir(hpsearch))  # dir() lists names not loaded yet
     with pytest.raises(AttributeError, match="module 'hpsearch' has no attribute 'nope'"):
@@ -108,3 +108,98 @@ def test_the_library_never_reads_the_environment_outside_the_cli() -> None:
             readers.append(str(rel))
     # The cache folder is a process-wide location like XDG's; reading it deep down is the one exception.
     assert readers == ["data/io.py"], readers
+
+
+# ------------------------------------------------------------------------------------------ no import circles
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+
+
+def _lazy_names(path: Path, package: str) -> dict[str, str]:
+    """A room's lazily exported names and the modules they load (its ``_EXPORTS``/``_WHERE`` mapping)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+            try:
+                where = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            if where and all(isinstance(v, str) for v in where.values()):
+                mods = {k: v.split(":")[0] for k, v in where.items()}
+                return {k: package + m if m.startswith(".") else m for k, m in mods.items()}
+    return {}
+
+
+def import_edges() -> dict[str, dict[str, int]]:
+    """``{module: {imported module: line}}`` for every ``hpsearch`` import in ``hpsearch/``, at module level,
+    inside functions and under ``TYPE_CHECKING`` alike; a name taken from a package counts as an import of
+    the module it comes from (a submodule, or the module the package loads it from lazily)."""
+    files = {_module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+    lazy = {m: _lazy_names(p, m) for m, p in files.items() if p.name == "__init__.py"}
+
+    def target(module: str, name: str) -> str:
+        if f"{module}.{name}" in files:
+            return f"{module}.{name}"
+        return lazy.get(module, {}).get(name, module)
+
+    edges: dict[str, dict[str, int]] = {}
+    for module, path in files.items():
+        here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        found: list[tuple[str, int]] = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found += [(a.name, node.lineno) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                source = ".".join(base + ([node.module] if node.module else []))
+                found += [(target(source, a.name), node.lineno) for a in node.names]
+        for other, line in found:
+            if other in files and other != module:
+                edges.setdefault(module, {}).setdefault(other, line)
+    return edges
+
+
+def import_cycles(edges: dict[str, dict[str, int]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = stack[stack.index(v) :]
+            del stack[stack.index(v) :]
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    # A circle works only while every import in it stays late (inside a function or TYPE_CHECKING): the
+    # modules depend on each other whichever way they are written, so the graph counts every import.
+    edges = import_edges()
+    # The scan sees imports at module level, inside functions, and under TYPE_CHECKING.
+    assert "hpsearch.training.loop" in edges["hpsearch.search.objective"]
+    assert "hpsearch.search.objective" in edges["hpsearch.search.cost"]
+    assert "hpsearch.data.discover" in edges["hpsearch.search.lifecycle"]
+    cycles = import_cycles(edges)
+    detail = [
+        f"{' <-> '.join(c)}: "
+        + ", ".join(f"{a} -> {b} (line {edges[a][b]})" for a in c for b in edges.get(a, {}) if b in c)
+        for c in cycles
+    ]
+    assert not cycles, detail
+    assert import_cycles({"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3}, "d": {"a": 4}}) == [["a", "b", "c"]]

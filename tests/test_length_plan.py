@@ -15,8 +15,8 @@ import yaml
 from hpsearch.errors import ConfigError
 from hpsearch.search import keys
 from hpsearch.search import objective as objective_module
-from hpsearch.search.plan import budget_plan, default_plan, ladder, stored_plan
-from hpsearch.search.spec import ResourceSpec, builtin_studies, load_study_spec, parse_study
+from hpsearch.search.plan import ResourceSpec, budget_plan, default_plan, ladder, stored_plan
+from hpsearch.search.spec import builtin_studies, load_study_spec, parse_study
 
 REPO = Path(__file__).resolve().parents[1]
 LAPTOP_S_PER_EPOCH = [17.5, 16.0, 15.5]  # batch 4 / 8 / 16 at the laptop scale on the 2-core host

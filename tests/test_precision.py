@@ -9,7 +9,7 @@ import torch
 
 from hpsearch.models import create_model
 from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
-from hpsearch.training.fit import evaluate_loader, fit
+from hpsearch.training.loop import evaluate_loader, fit
 from hpsearch.training.session import build_loaders, prepare_data
 
 CPU = torch.device("cpu")

@@ -22,9 +22,16 @@ import pytest
 from optuna.trial import TrialState
 
 from hpsearch.search.objective import PruningCallback
-from hpsearch.search.plan import default_plan, study_epochs
-from hpsearch.search.spec import CategoricalParam, IntParam, StudySpec, builtin_studies, load_study_spec
-from hpsearch.search.strategies import study_pruner
+from hpsearch.search.plan import default_plan
+from hpsearch.search.spec import (
+    CategoricalParam,
+    IntParam,
+    StudySpec,
+    builtin_studies,
+    load_study_spec,
+    study_epochs,
+    study_pruner,
+)
 from hpsearch.training.config import resolve_run_config
 
 HALVING = {"hyperband", "successive_halving"}  # pruners that compare the value reported at a rung

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import torch
 
-import hpsearch.training.fit as fit_module
+import hpsearch.training.loop as loop_module
 import hpsearch.training.session as runner_module
 from hpsearch.models import create_model
 from hpsearch.training.checkpoint import ResumePoint, load_resume_state, save_resume_state
 from hpsearch.training.config import DataConfig, RunConfig, TrainConfig
-from hpsearch.training.fit import FitResult, fit
+from hpsearch.training.loop import FitResult, fit
 from hpsearch.training.progress import EpochBar
 from hpsearch.training.session import build_loaders, prepare_data
 
@@ -88,7 +88,7 @@ def test_without_a_resume_point_nothing_is_saved_and_a_finished_run_leaves_no_st
 ) -> None:
     cfg, data = setup
     saved: list[int] = []
-    monkeypatch.setattr(fit_module, "save_resume_state", lambda point, state: saved.append(state["epoch"]))
+    monkeypatch.setattr(loop_module, "save_resume_state", lambda point, state: saved.append(state["epoch"]))
     _fit(cfg, data)
     assert saved == []
     _fit(cfg, data, resume=ResumePoint(tmp_path / "r.pt", {"run": "a"}, every_s=0.0))
@@ -137,7 +137,7 @@ def test_reproduce_continues_a_killed_run_from_its_saved_epoch(
     from hpsearch.reproduce import ReproduceOptions, reproduce
 
     monkeypatch.setattr(runner_module, "ResumePoint", functools.partial(ResumePoint, every_s=0.0))
-    real_save = fit_module.save_resume_state
+    real_save = loop_module.save_resume_state
 
     def save_then_die(point: ResumePoint, state: dict[str, Any]) -> Path:
         path = real_save(point, state)
@@ -149,7 +149,7 @@ def test_reproduce_continues_a_killed_run_from_its_saved_epoch(
         data=synth_data, out=tmp_path, columns=["unet"], quick=True, device="cpu", epochs=3
     )
     with monkeypatch.context() as mp:
-        mp.setattr(fit_module, "save_resume_state", save_then_die)
+        mp.setattr(loop_module, "save_resume_state", save_then_die)
         with pytest.raises(Killed):
             reproduce(options, log=lambda m: None)
     run_dir = tmp_path / "unet" / "seed0"
@@ -168,7 +168,7 @@ def test_train_command_continues_a_killed_run_and_no_resume_starts_over(
     import yaml
 
     monkeypatch.setattr(runner_module, "ResumePoint", functools.partial(ResumePoint, every_s=0.0))
-    real_save = fit_module.save_resume_state
+    real_save = loop_module.save_resume_state
     cfg = tmp_path / "run.yaml"
     data = {"image_size": 32, "augmentation": "none", "val_fraction": 0.25, "test_fraction": 0.15}
     train = {"epochs": 3, "batch_size": 4, "device": "cpu"}
@@ -180,7 +180,7 @@ def test_train_command_continues_a_killed_run_and_no_resume_starts_over(
         raise Killed
 
     with monkeypatch.context() as mp:
-        mp.setattr(fit_module, "save_resume_state", save_then_die)
+        mp.setattr(loop_module, "save_resume_state", save_then_die)
         assert isinstance(invoke(*args).exception, Killed)
     state = tmp_path / "out" / "resume.pt"
     assert state.is_file()
@@ -190,7 +190,7 @@ def test_train_command_continues_a_killed_run_and_no_resume_starts_over(
     assert not state.exists()
 
     with monkeypatch.context() as mp:
-        mp.setattr(fit_module, "save_resume_state", save_then_die)
+        mp.setattr(loop_module, "save_resume_state", save_then_die)
         invoke(*args)
     assert state.is_file()
     res = invoke(*args, "--no-resume")

@@ -40,12 +40,14 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, synth_data: Path, invoke
     return {"root": root, "storage": storage, "output": res.output, "data": synth_data}
 
 
-def load(storage: str, name: str = "smoke") -> optuna.Study:
+def load(storage: str | optuna.storages.BaseStorage, name: str = "smoke") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
 def test_every_trial_is_recorded_with_curves_attrs_and_artifact(smoke_run: dict) -> None:
-    study = load(smoke_run["storage"])
+    storage = optuna.storages.get_storage(smoke_run["storage"])
+    study = load(storage)
+    study_id = storage.get_study_id_from_name("smoke")
     trials = study.get_trials()
     assert len(trials) == N_TRIALS
     states = {t.state for t in trials}
@@ -67,7 +69,7 @@ def test_every_trial_is_recorded_with_curves_attrs_and_artifact(smoke_run: dict)
             assert key in ua, key
         assert ua["seed"] == t.number  # study seed 0 + trial number
         assert Path(ua["checkpoint"]).is_file()
-        metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+        metas = optuna.artifacts.get_all_artifact_meta(t, storage=storage)
         assert {m.filename for m in metas} == {"val_worst.png", "curves.png"}
         for m in metas:
             assert (store_dir / m.artifact_id).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -76,10 +78,11 @@ def test_every_trial_is_recorded_with_curves_attrs_and_artifact(smoke_run: dict)
             assert t.user_attrs["prune_reason"].startswith("pruned at epoch")
             assert len(t.user_attrs["history"]) == len(t.intermediate_values)
             # A pruned trial shows its curves so far and a note, as a finished one does.
-            metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+            metas = optuna.artifacts.get_all_artifact_meta(t, storage=storage)
             assert {m.filename for m in metas} == {"curves.png"}
             assert t.user_attrs["artifacts"] == {"curves": metas[0].artifact_id}
-            note = get_note(optuna.Trial(study, t._trial_id))
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            note = get_note(optuna.Trial(study, trial_id))
             assert note.startswith("**PRUNED**") and "Searched values: `train." in note
     spec = json.loads(study.user_attrs["hpsearch_spec"])
     assert spec["name"] == "smoke" and study.user_attrs["data_split_hash"]

@@ -164,8 +164,8 @@ def _smoke(extra_space: dict[str, Any] | None = None) -> StudySpec:
 
 
 def test_preparation_refuses_what_every_trial_would_refuse_and_returns_the_capped_base() -> None:
-    from hpsearch.search.lifecycle import validated_base
-    from hpsearch.search.objective import TrialContext, build_trial_config
+    from hpsearch.search.lifecycle import TrialContext, validated_base
+    from hpsearch.search.objective import build_trial_config
 
     smoke = _smoke()
     base = validated_base(smoke, overrides={"train.weight_decay": 1e-4}, device="cpu", max_epochs=2)

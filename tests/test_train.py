@@ -12,7 +12,7 @@ from hpsearch.errors import ConfigError, NonFiniteLossError
 from hpsearch.models import create_model
 from hpsearch.training.checkpoint import load_checkpoint
 from hpsearch.training.config import WARMUP_SCHEDULES, DataConfig, RunConfig, TrainConfig, parse_run_config
-from hpsearch.training.fit import fit
+from hpsearch.training.loop import fit
 from hpsearch.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_schedule
 from hpsearch.training.session import build_loaders, prepare_data, train_from_config
 
@@ -102,7 +102,7 @@ def test_non_finite_loss_raises_typed_error(synth_data: Path, monkeypatch: pytes
         def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             return (logits * float("nan")).mean()
 
-    monkeypatch.setattr("hpsearch.training.fit.create_loss", lambda name, **kw: NanLoss())
+    monkeypatch.setattr("hpsearch.training.loop.create_loss", lambda name, **kw: NanLoss())
     with pytest.raises(NonFiniteLossError) as err:
         fit(create_model("unet", **TINY), train, val, config=cfg.train, progress=False)
     assert err.value.epoch == 1 and "non-finite" in str(err.value)
@@ -160,7 +160,7 @@ def test_uint8_batches_normalised_in_fit_train_like_float_batches(synth_data: Pa
     from torch.utils.data import DataLoader
 
     from hpsearch.data.dataset import SegmentationArrays
-    from hpsearch.training.fit import _to_device
+    from hpsearch.training.loop import _to_device
 
     cfg = tiny_cfg(epochs=2)
     data = prepare_data(cfg.data, synth_data)

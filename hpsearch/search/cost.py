@@ -268,7 +268,8 @@ def decide_plan(
     """The stored plan of a resource study, or a new one (from --max-epochs, --timeout or the study) that is
     stored with it now; None for a study without a ``resource`` section."""
     from hpsearch.search import keys
-    from hpsearch.search.plan import budget_plan, default_plan, stored_plan, study_epochs
+    from hpsearch.search.plan import budget_plan, default_plan, stored_plan
+    from hpsearch.search.spec import study_epochs
 
     spec = prepared.spec
     if spec.resource is None:
@@ -301,7 +302,7 @@ def estimate_study(
 ) -> StudyCost:
     """The forecast of the opened study at the measured costs, before any trial runs."""
     from hpsearch.search.simulate import predict
-    from hpsearch.search.strategies import study_pruner
+    from hpsearch.search.spec import study_pruner
 
     spec = prepared.spec
     if plan is not None:

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
     from hpsearch.data.discover import Pair
     from hpsearch.data.splits import Split, SplitSettings
-    from hpsearch.search.objective import TrialContext
 
 SYNTH_N = 48
 # How long a worker waits for the spec of a study that another worker created a moment ago.
@@ -265,6 +265,30 @@ def create_study(
     return study
 
 
+# ------------------------------------------------------------------------------------- the trials' share
+# What a trial tells a listener (the live table): a dict with a ``kind`` (start, step, epoch, end).
+Event = dict[str, Any]
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one worker shares (``PreparedStudy.trial_context`` builds it; the objective reads
+    it)."""
+
+    spec: StudySpec
+    data_dir: Path
+    out_root: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    max_epochs: int | None = None
+    artifact_store: Any | None = None
+    worker: str = "0"
+    on_event: Callable[[Event], None] | None = None
+    scale: str = FULL
+    deadline: float | None = None  # time.monotonic() after which a running trial stops at its next epoch
+    split: StudySplit | None = None  # the study's split, computed when it was opened: not split again
+
+
 # ------------------------------------------------------------------------------------- the one way in
 @dataclass(kw_only=True)
 class PreparedStudy:
@@ -294,8 +318,6 @@ class PreparedStudy:
         """What the trials of this study share (``worker``: the ``TrialContext`` fields of one worker, such as
         ``worker``, ``max_epochs``, ``artifact_store``, ``deadline``): the worker and the cost estimate build
         their trial configs from the same one."""
-        from hpsearch.search.objective import TrialContext
-
         return TrialContext(
             spec=self.spec,
             data_dir=self.data_dir,

@@ -11,7 +11,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +20,19 @@ import torch
 
 from hpsearch.errors import NonFiniteLossError, OutputError
 from hpsearch.search import keys
-from hpsearch.search.lifecycle import StudySplit
+from hpsearch.search.lifecycle import TrialContext
 from hpsearch.search.notes import config_differences, trial_note
 from hpsearch.search.space import suggest
-from hpsearch.search.spec import StudySpec
 from hpsearch.training.config import RunConfig, resolve_run_config
 from hpsearch.training.device import describe_device, release_memory, resolve_device
+from hpsearch.training.loop import best_epoch_row, improves
 from hpsearch.training.manifest import hardware
-from hpsearch.training.metric_table import METRICS, best_of, best_row
+from hpsearch.training.metric_table import METRICS
 from hpsearch.training.session import PreparedData, TrainOutcome, prepare_data, train_from_config
 from hpsearch.training.viz import plot_curves
 
 # A trial's FAIL reason when Ctrl-C stopped it.
 INTERRUPTED = "interrupted (Ctrl-C)"
-
-Event = dict[str, Any]
 
 
 class TrialOOM(RuntimeError):
@@ -71,13 +69,14 @@ class PruningCallback:
         self.epochs = epochs
         self.history: list[dict[str, float]] = []
         self.best: float | None = None
-        self._better = best_of(direction or METRICS[metric].direction)  # None: the metric's own
+        self.direction = direction or METRICS[metric].direction  # None: the metric's own
         self.on_epoch = on_epoch
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         self.history.append(metrics)
         value = float(metrics[self.metric])
-        self.best = value if self.best is None else self._better(self.best, value)
+        if self.best is None or improves(value, self.best, self.direction):  # fit's rule for its best epoch
+            self.best = value
         self.trial.report(self.best, epoch)
         if self.on_epoch is not None:
             self.on_epoch(epoch, metrics)
@@ -96,37 +95,21 @@ def record_partial(
     started: float,
     key: str,
     reason: str,
-) -> None:
-    """What a pruned or failed trial leaves: why, its curves, and its best epoch by the study's metric."""
+) -> dict[str, float] | None:
+    """What a pruned or failed trial leaves: why, its curves, and its best epoch by the study's metric (the
+    one ``fit`` would have kept); returns that epoch's history row (None: no epoch has a value)."""
     trial.set_user_attr(key, reason)
     trial.set_user_attr(keys.HISTORY, json.loads(json.dumps(history)))
     trial.set_user_attr(keys.TRIAL_WALL_S, time.perf_counter() - started)
     trial.set_user_attr(keys.EPOCHS_RUN, len(history))
-    if history:
-        best = best_row(history, metric, direction)
+    best = best_epoch_row(history, metric, direction)
+    if best is not None:
         trial.set_user_attr(keys.BEST_VAL_DICE, best["val_dice"])
         trial.set_user_attr(keys.BEST_VALUE, float(best[metric]))
         if "val_iou" in best:
             trial.set_user_attr(keys.BEST_VAL_IOU, best["val_iou"])
         trial.set_user_attr(keys.BEST_EPOCH, int(best["epoch"]))
-
-
-@dataclass
-class TrialContext:
-    """What every trial of one worker shares."""
-
-    spec: StudySpec
-    data_dir: Path
-    out_root: Path
-    overrides: dict[str, Any] = field(default_factory=dict)
-    device: str | None = None
-    max_epochs: int | None = None
-    artifact_store: Any | None = None
-    worker: str = "0"
-    on_event: Callable[[Event], None] | None = None
-    scale: str = "full"
-    deadline: float | None = None  # time.monotonic() after which a running trial stops at its next epoch
-    split: StudySplit | None = None  # the study's split, computed when it was opened: not split again
+    return best
 
 
 def build_trial_config(ctx: TrialContext, params: dict[str, Any], trial_number: int | None) -> RunConfig:
@@ -288,7 +271,7 @@ class Objective:
 
     def _stopped(self, run: _Running, *, key: str, reason: str, state: str) -> None:
         spec = self.ctx.spec
-        record_partial(
+        best = record_partial(
             run.trial,
             run.callback.history,
             metric=spec.metric,
@@ -297,17 +280,15 @@ class Objective:
             key=key,
             reason=reason,
         )
-        history = run.callback.history
         self._stopped_curves(run, state)
         _drop_empty(run.out_dir)
-        best = best_row(history, spec.metric, spec.direction) if history else None
         self._note(
             run,
             state=state,
             reason=reason,
             best_value=best[spec.metric] if best else None,
             best_epoch=int(best["epoch"]) if best else None,
-            epochs_run=len(history),
+            epochs_run=len(run.callback.history),
         )
         self._emit(kind="end", trial=run.trial.number, state=state, reason=reason)
 

@@ -22,12 +22,43 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from hpsearch.search import keys
-from hpsearch.search.spec import ResourceSpec, StudySpec
+from hpsearch.search.simulate import predict
+from hpsearch.search.strategies import build_pruner
 
 SOURCE_STUDY = "study"
 SOURCE_MAX_EPOCHS = "--max-epochs"
 SOURCE_TIMEOUT = "--timeout"
+
+
+class ResourceSpec(BaseModel):
+    """The training length as the pruner's resource (successive halving over epochs).
+
+    Only for a study whose schedule does not depend on the length (a constant learning rate), where a short
+    run is the start of a long one. Every trial is set to train to the *top length*; the pruner stops most of
+    them at geometric rungs ``min_rung * reduction_factor**k`` below it. The top length is the study's
+    ``train.epochs`` unless a time budget (``--timeout``) or ``--max-epochs`` makes it shorter
+    (``budget_plan``, ``default_plan``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_epochs: int = Field(default=2, ge=1, description="the first rung is never shorter than this")
+    reduction_factor: int = Field(default=3, ge=2, description="rungs grow, and survivors shrink, by this")
+    min_top_trials: int = Field(
+        default=4, ge=1, description="a budget-sized top length lets at least this many trials reach it"
+    )
+    min_configs: int = Field(
+        default=20, ge=1, description="a budget-sized top length lets at least this many configurations run"
+    )
+    final_epochs: int | None = Field(
+        default=None,
+        ge=1,
+        description="the length worth training the export for (default: the study's train.epochs); an "
+        "export of a search that ran shorter carries this length",
+    )
 
 
 @dataclass(frozen=True)
@@ -97,13 +128,6 @@ def stored_plan(attrs: dict[str, Any]) -> LengthPlan | None:
     return LengthPlan(**json.loads(raw))
 
 
-def study_epochs(spec: StudySpec, overrides: dict[str, Any] | None = None) -> int:
-    """The study's own training length (``fixed`` and ``--set``, before any cap): its top without a budget."""
-    from hpsearch.training.config import resolve_run_config
-
-    return resolve_run_config(spec.fixed, overrides=overrides, source="--set").train.epochs
-
-
 def default_plan(resource: ResourceSpec, study_epochs: int, max_epochs: int | None = None) -> LengthPlan:
     """The plan without a time budget: the study's length, or ``--max-epochs`` when shorter."""
     final = resource.final_epochs or study_epochs
@@ -134,9 +158,6 @@ def budget_plan(
     """The longest top length (up to the study's) at which ``min_top_trials`` trials reach the top and
     ``min_configs`` configurations are evaluated within ``budget_s``, in nearly every replay of the search
     with the study's pruner on synthetic curves (the shortest candidate when none passes)."""
-    from hpsearch.search.simulate import predict
-    from hpsearch.search.strategies import build_pruner
-
     final = resource.final_epochs or study_epochs
     tops = candidate_tops(resource, study_epochs)
     chosen = ladder(tops[0], resource)

@@ -12,9 +12,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpsearch.errors import ConfigError
+from hpsearch.search.plan import LengthPlan, ResourceSpec, default_plan
+from hpsearch.search.strategies import build_pruner, build_sampler
 from hpsearch.training.config import (
     format_validation_error,
     parse_run_config,
@@ -107,32 +110,6 @@ class SamplerSpec(_Strict):
 class PrunerSpec(_Strict):
     name: str = "median"
     kwargs: dict[str, Any] = Field(default_factory=dict)
-
-
-class ResourceSpec(_Strict):
-    """The training length as the pruner's resource (successive halving over epochs).
-
-    Only for a study whose schedule does not depend on the length (a constant learning rate), where a short
-    run is the start of a long one. Every trial is set to train to the *top length*; the pruner stops most of
-    them at geometric rungs ``min_rung * reduction_factor**k`` below it. The top length is the study's
-    ``train.epochs`` unless a time budget (``--timeout``) or ``--max-epochs`` makes it shorter
-    (``hpsearch.search.plan``).
-    """
-
-    min_epochs: int = Field(default=2, ge=1, description="the first rung is never shorter than this")
-    reduction_factor: int = Field(default=3, ge=2, description="rungs grow, and survivors shrink, by this")
-    min_top_trials: int = Field(
-        default=4, ge=1, description="a budget-sized top length lets at least this many trials reach it"
-    )
-    min_configs: int = Field(
-        default=20, ge=1, description="a budget-sized top length lets at least this many configurations run"
-    )
-    final_epochs: int | None = Field(
-        default=None,
-        ge=1,
-        description="the length worth training the export for (default: the study's train.epochs); an "
-        "export of a search that ran shorter carries this length",
-    )
 
 
 # Pruner options a ``resource`` section sets from the study's plan (they depend on the budget).
@@ -252,8 +229,6 @@ def _validate_semantics(spec: StudySpec, source: str) -> None:
         if unknown:
             raise ConfigError(f"{source}: field 'enqueue.{i}': {unknown} are not in the search space")
     check_registry_names(parse_run_config(spec.fixed, source=source), source=f"{source}: fixed")
-    from hpsearch.search.strategies import build_sampler, study_pruner
-
     for field, build in (
         ("sampler", lambda: build_sampler(spec.sampler.name, spec.sampler.seed, spec.sampler.kwargs)),
         ("pruner", lambda: study_pruner(spec)),
@@ -262,6 +237,22 @@ def _validate_semantics(spec: StudySpec, source: str) -> None:
             build()
         except ConfigError as exc:
             raise ConfigError(f"{source}: field '{field}': {exc}") from None
+
+
+def study_epochs(spec: StudySpec, overrides: dict[str, Any] | None = None) -> int:
+    """The study's own training length (``fixed`` and ``--set``, before any cap): its top without a budget."""
+    return resolve_run_config(spec.fixed, overrides=overrides, source="--set").train.epochs
+
+
+def study_pruner(spec: StudySpec, plan: LengthPlan | None = None) -> optuna.pruners.BasePruner:
+    """The pruner of a study: its own kwargs, plus the rungs of its length plan for a resource study
+    (``plan=None``: the plan without a budget, from the study's own length)."""
+    kwargs = dict(spec.pruner.kwargs)
+    if spec.resource is not None:
+        if plan is None:
+            plan = default_plan(spec.resource, parse_run_config(spec.fixed).train.epochs)
+        kwargs.update(plan.pruner_kwargs(spec.pruner.name))
+    return build_pruner(spec.pruner.name, kwargs)
 
 
 def parse_study(data: dict[str, Any], source: str) -> StudySpec:

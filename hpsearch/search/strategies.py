@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 
 from hpsearch.errors import ConfigError
 from hpsearch.registry import Registry
-
-if TYPE_CHECKING:
-    from hpsearch.search.plan import LengthPlan
-    from hpsearch.search.spec import StudySpec
 
 # Optuna's own classes: their signatures are what Registry.create checks a study's kwargs against, so a typo
 # in `sampler.kwargs` or `pruner.kwargs` names the valid options.
@@ -45,17 +41,3 @@ def build_pruner(name: str, kwargs: dict[str, Any]) -> optuna.pruners.BasePruner
     if name == "median":
         kwargs = {"n_min_trials": MEDIAN_MIN_TRIALS, **kwargs}
     return PRUNERS.create(name, **kwargs)
-
-
-def study_pruner(spec: StudySpec, plan: LengthPlan | None = None) -> optuna.pruners.BasePruner:
-    """The pruner of a study: its own kwargs, plus the rungs of its length plan for a resource study
-    (``plan=None``: the plan without a budget, from the study's own length)."""
-    kwargs = dict(spec.pruner.kwargs)
-    if spec.resource is not None:
-        if plan is None:
-            from hpsearch.search.plan import default_plan
-            from hpsearch.training.config import parse_run_config
-
-            plan = default_plan(spec.resource, parse_run_config(spec.fixed).train.epochs)
-        kwargs.update(plan.pruner_kwargs(spec.pruner.name))
-    return build_pruner(spec.pruner.name, kwargs)

@@ -19,13 +19,13 @@ from optuna.trial import TrialState
 
 from hpsearch.errors import ConfigError, OutputError, StorageError
 from hpsearch.search import keys
-from hpsearch.search.lifecycle import PreparedStudy, open_study
-from hpsearch.search.objective import INTERRUPTED, Event, Objective
+from hpsearch.search.lifecycle import Event, PreparedStudy, open_study
+from hpsearch.search.objective import INTERRUPTED, Objective
 from hpsearch.search.options import SearchOptions
-from hpsearch.search.plan import LengthPlan, default_plan, stored_plan, study_epochs
-from hpsearch.search.spec import StudySpec
+from hpsearch.search.plan import LengthPlan, default_plan, stored_plan
+from hpsearch.search.spec import StudySpec, study_epochs, study_pruner
 from hpsearch.search.storage import STORAGE_ERRORS, artifact_dir, artifact_store, heartbeat_ages, sqlite_path
-from hpsearch.search.strategies import build_sampler, study_pruner
+from hpsearch.search.strategies import build_sampler
 from hpsearch.training.checkpoint import checkpoint_bytes
 from hpsearch.training.outputs import MIB, check_writable
 

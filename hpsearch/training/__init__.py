@@ -7,7 +7,8 @@ module.
 - ``config.py``: ``RunConfig`` and its parts; ``load_config``, ``dump_config``, ``resolve_run_config``
 - ``scale.py``: ``SCALES``, ``apply_scale``
 - ``session.py``: ``prepare_data``, ``build_loaders``, ``train_from_config`` (run by ``train`` and trials)
-- ``fit.py``: ``fit``, ``FitResult``, ``BestEpoch``, ``Callback``, ``evaluate_loader``
+- ``loop.py``: ``fit``, ``FitResult``, ``BestEpoch``, ``Callback``, ``evaluate_loader``; ``improves`` and
+  ``best_epoch_row``, the one best-epoch rule
 - ``metric_table.py``: ``METRICS``, each metric a run keeps its best epoch by
 - ``record_keys.py``: the keys of ``FitResult.summary()``
 - ``estimate.py``: ``measure_cost``, ``CostEstimate``

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hpsearch.errors import ConfigError
 from hpsearch.training.metric_table import DEFAULT_METRIC, MetricName
-from hpsearch.training.scale import apply_scale
+from hpsearch.training.scale import DEFAULT_IMAGE_SIZE, FULL, SCALES, apply_scale
 
 
 class StrictModel(BaseModel):
@@ -39,7 +39,7 @@ class DataConfig(StrictModel):
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     split_seed: int = 0
-    image_size: int = Field(default=256, ge=16, le=2048)
+    image_size: int = Field(default=DEFAULT_IMAGE_SIZE, ge=16, le=2048)
     augmentation: str = "basic"
     cache_dir: str | None = None
     num_workers: int | Literal["auto"] = "auto"
@@ -142,8 +142,6 @@ class RunConfig(StrictModel):
     @field_validator("scale")
     @classmethod
     def _known_scale(cls, value: str) -> str:
-        from hpsearch.training.scale import SCALES
-
         SCALES.get(value)  # a miss lists the valid names
         return value
 
@@ -151,7 +149,7 @@ class RunConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     scale: str = Field(
-        default="full",
+        default=FULL,
         description="the named scale the config was made at (hpsearch.training.scale); sizes already applied",
     )
     provenance: dict[str, Any] | None = Field(

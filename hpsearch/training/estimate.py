@@ -69,7 +69,7 @@ def _timed_fit(cfg: RunConfig, data: PreparedData, *, epochs: int, steps: int) -
     """``epochs`` one-window epochs of ``steps`` real training steps each through ``fit``; their history."""
     from hpsearch.models import create_model
     from hpsearch.training.device import resolve_device
-    from hpsearch.training.fit import fit
+    from hpsearch.training.loop import fit
 
     device = resolve_device(cfg.train.device)
     train = cfg.train.model_copy(

@@ -1,14 +1,14 @@
 """The metrics a run keeps its best epoch by and a study optimises: name, direction, label, in one table.
 
 Every room reads it from here (``search`` checks a study's direction with it, the live table and the CLI
-label with it, ``results`` scales plots with it); it imports nothing heavy, so the CLI may load it.
+label with it, ``results`` scales plots with it, ``training.loop.improves`` picks a best epoch in its
+direction); it imports nothing heavy, so the CLI may load it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 MetricName = Literal["val_dice", "val_iou"]  # the names of METRICS (a Literal, so configs validate it)
 Direction = Literal["maximize", "minimize"]
@@ -32,16 +32,6 @@ METRICS: dict[str, Metric] = {
     )
 }
 DEFAULT_METRIC: MetricName = "val_dice"
-
-
-def best_of(direction: str) -> Callable[..., Any]:
-    """``max`` for a metric that is maximised, ``min`` otherwise (the running best, the best epoch)."""
-    return max if direction == "maximize" else min
-
-
-def best_row(rows: Iterable[dict[str, float]], metric: str, direction: str) -> dict[str, float]:
-    """The history row with the best ``metric`` (the first of equals)."""
-    return best_of(direction)(rows, key=lambda row: row[metric])
 
 
 def label(metric: str) -> str:

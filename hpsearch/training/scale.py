@@ -15,6 +15,8 @@ from hpsearch.errors import ConfigError
 from hpsearch.registry import Registry
 
 FULL = "full"
+# The image side of a config that names none (``DataConfig.image_size``); the ``laptop`` scale caps it.
+DEFAULT_IMAGE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Scale:
         """A scaled copy of a run-config mapping (sections ``data`` and ``model``), marked with the scale."""
         out = {**tree, "data": dict(tree.get("data") or {}), "model": dict(tree.get("model") or {})}
         if self.max_image_size is not None:
-            size = out["data"].get("image_size", _default_image_size())
+            size = out["data"].get("image_size", DEFAULT_IMAGE_SIZE)
             out["data"]["image_size"] = min(int(size), self.max_image_size)
         if self.width_divisor != 1:
             kwargs = dict(out["model"].get("kwargs") or {})
@@ -55,12 +57,6 @@ SCALES.add(
         "images at most 128², every width / 4 (the report's U-Net becomes width 16)",
     ),
 )
-
-
-def _default_image_size() -> int:
-    from hpsearch.training.config import DataConfig  # config imports this module: import late
-
-    return int(DataConfig.model_fields["image_size"].default)
 
 
 def scale_names() -> list[str]:

@@ -29,7 +29,7 @@ from hpsearch.models import create_model
 from hpsearch.training.checkpoint import ResumePoint, weights_bytes
 from hpsearch.training.config import DataConfig, RunConfig, portable_payload
 from hpsearch.training.device import autocast, describe_device, resolve_device
-from hpsearch.training.fit import Callback, FitResult, fit
+from hpsearch.training.loop import Callback, FitResult, fit
 from hpsearch.training.manifest import build_manifest, seed_everything
 from hpsearch.training.outputs import MIB, atomic_output, check_writable
 from hpsearch.training.viz import plot_curves, save_gallery

@@ -10,14 +10,18 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hpsearch.training.loop import best_epoch_row
+from hpsearch.training.metric_table import DEFAULT_METRIC
 from hpsearch.training.outputs import atomic_output
 
 # Height in pixels of a gallery's caption bars.
 _BAR = 24
 
 
-def plot_curves(history: Sequence[dict[str, float]], path: str | Path, *, title: str = "") -> Path:
-    """Loss, Dice and IoU per epoch, with the best epoch marked."""
+def plot_curves(
+    history: Sequence[dict[str, float]], path: str | Path, *, title: str = "", monitor: str = DEFAULT_METRIC
+) -> Path:
+    """Loss, Dice and IoU per epoch, with the best epoch by ``monitor`` marked (``fit``'s rule)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     epochs = [int(h["epoch"]) for h in history]
@@ -34,8 +38,8 @@ def plot_curves(history: Sequence[dict[str, float]], path: str | Path, *, title:
         ax.plot(epochs, [h[key] for h in history], marker="o", color="tab:green")
         ax.set_title(key.replace("_", " "))
         ax.set_ylim(0, 1)
-    if history:
-        best = max(history, key=lambda h: h["val_dice"])
+    best = best_epoch_row(history, monitor)
+    if best is not None:
         for ax in axes[1:]:
             ax.axvline(best["epoch"], color="grey", ls="--", lw=1, label=f"best epoch {int(best['epoch'])}")
             ax.legend(loc="lower right", fontsize=8)

@@ -31,7 +31,7 @@ from hpsearch.training.device import (
     resolve_device,
 )
 from hpsearch.training.losses import create_loss
-from hpsearch.training.metric_table import DEFAULT_METRIC
+from hpsearch.training.metric_table import DEFAULT_METRIC, METRICS
 from hpsearch.training.metrics import SegMetrics
 from hpsearch.training.optim import Schedule, create_optimizer, create_schedule
 from hpsearch.training.progress import EpochBar, epoch_progress, say
@@ -39,7 +39,16 @@ from hpsearch.training.progress import EpochBar, epoch_progress, say
 Callback = Callable[[int, dict[str, float]], None]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
-__all__ = ["BestEpoch", "Callback", "FitResult", "ResumableLoader", "evaluate_loader", "fit"]
+__all__ = [
+    "BestEpoch",
+    "Callback",
+    "FitResult",
+    "ResumableLoader",
+    "best_epoch_row",
+    "evaluate_loader",
+    "fit",
+    "improves",
+]
 
 # How often (in optimizer steps) the loop reads the non-finite flag back from the device. Reading it every
 # step would force a host sync per step and stall the GPU queue; a NaN is still caught within this many steps.
@@ -50,7 +59,7 @@ _NONFINITE_CHECK_EVERY = 16
 class FitResult:
     """What one call of ``fit`` produced.
 
-    ``best_epoch`` is the epoch with the highest ``monitor`` value (``best_value``); ``best_dice`` and
+    ``best_epoch`` is the epoch with the best ``monitor`` value (``best_value``); ``best_dice`` and
     ``best_iou`` are the validation Dice and IoU *at that epoch*, whichever metric picked it.
     """
 
@@ -101,9 +110,37 @@ class FitResult:
         }
 
 
+def improves(value: float, best: float | None, direction: str) -> bool:
+    """The one best-epoch rule: does ``value`` beat ``best`` in ``direction`` (a metric's is in ``METRICS``)?
+
+    A tie keeps the earlier epoch, NaN never wins, and any number beats nothing yet (``best`` None or NaN).
+    ``BestEpoch`` (the epoch ``fit`` keeps), ``best_epoch_row`` (a history's) and the pruning callback's
+    running best all decide with it, so a trial's record, its curves and what the pruner saw agree.
+    """
+    if math.isnan(value):
+        return False
+    if best is None or math.isnan(best):
+        return True
+    return value > best if direction == "maximize" else value < best
+
+
+def best_epoch_row(
+    history: Iterable[dict[str, float]], monitor: str = DEFAULT_METRIC, direction: str | None = None
+) -> dict[str, float] | None:
+    """The history row of the epoch ``fit`` keeps by ``monitor`` (``direction`` None: the metric's own);
+    None when no epoch has a value."""
+    direction = direction or METRICS[monitor].direction
+    best: dict[str, float] | None = None
+    for row in history:
+        if improves(float(row[monitor]), None if best is None else float(best[monitor]), direction):
+            best = row
+    return best
+
+
 @dataclass
 class BestEpoch:
-    """The kept epoch: the highest ``monitor`` value wins; ties keep the earlier epoch; NaN never wins."""
+    """The kept epoch by ``monitor`` (``improves``: the metric's direction; ties keep the earlier epoch; NaN
+    never wins); ``epoch`` 0 until one is kept."""
 
     monitor: str = DEFAULT_METRIC
     value: float = -1.0
@@ -113,8 +150,8 @@ class BestEpoch:
 
     def offer(self, row: dict[str, float]) -> bool:
         """Consider one epoch's history row; True when it becomes the best (its weights should be kept)."""
-        value = row[self.monitor]
-        if not value > self.value:
+        value = float(row[self.monitor])
+        if not improves(value, self.value if self.epoch else None, METRICS[self.monitor].direction):
             return False
         self.value, self.epoch = float(value), int(row["epoch"])
         self.dice, self.iou = float(row["val_dice"]), float(row["val_iou"])
