@@ -301,7 +301,8 @@ class Objective:
 
         try:
             path = plot_curves(
-                run.callback.history, run.out_dir / "curves.png", title=f"trial {run.trial.number} ({state})"
+                run.callback.history, run.out_dir / "curves.png", title=f"trial {run.trial.number} ({state})",
+                monitor=self.ctx.spec.metric,
             )
             ids = {"curves": upload_artifact(
                 artifact_store=self.ctx.artifact_store, file_path=str(path), study_or_trial=run.trial,

@@ -344,5 +344,8 @@ def train_from_config(
     record = {**result.summary(base=out), "config": portable_payload(cfg, out), "manifest": manifest}
     with atomic_output(metrics_path, what="metrics") as tmp:
         tmp.write_text(json.dumps(record, indent=2))
-    curves = plot_curves(result.history, out / "curves.png", title=f"{cfg.model.name}: {description}")
+    curves = plot_curves(
+        result.history, out / "curves.png", title=f"{cfg.model.name}: {description}",
+        monitor=cfg.train.monitor,
+    )
     return TrainOutcome(result, cfg, out, manifest, metrics_path, curves, gallery)
