@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from hpsearch._version import __version__
 
 if TYPE_CHECKING:
     # What a type checker sees: the real names with their types (at run time ``__getattr__`` loads them).

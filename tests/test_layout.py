@@ -20,7 +20,7 @@ MAX_FUNCTION_LINES = 80
 
 def test_the_top_level_is_a_few_core_files_and_the_rooms() -> None:
     files = sorted(p.name for p in PKG.glob("*.py"))
-    assert files == ["__init__.py", "__main__.py", "errors.py", "registry.py"]
+    assert files == ["__init__.py", "__main__.py", "_version.py", "errors.py", "registry.py"]
     rooms = sorted(p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists())
     assert rooms == sorted(ROOMS)
     assert (PKG / "py.typed").is_file()

@@ -13,7 +13,7 @@ from typing import Literal
 
 import optuna
 
-import hpsearch
+from hpsearch._version import __version__
 from hpsearch.errors import ConfigError
 from hpsearch.results.query import best_exportable_trial, load_study, study_metric
 from hpsearch.search import keys
@@ -69,8 +69,8 @@ def best_run_config(study: optuna.Study, storage_url: str) -> RunConfig:
         "params": dict(best.params),
         "storage": mask_url(storage_url),
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hpsearch_version": study.user_attrs.get(keys.VERSION, hpsearch.__version__),
-        "exported_by": hpsearch.__version__,
+        "hpsearch_version": study.user_attrs.get(keys.VERSION, __version__),
+        "exported_by": __version__,
         "data_split_hash": study.user_attrs.get(keys.DATA_SPLIT_HASH),
         **length,
     }

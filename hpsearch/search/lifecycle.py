@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.exceptions import ExperimentalWarning
 
-import hpsearch
+from hpsearch._version import __version__
 from hpsearch.data.folder import resolve_data_dir
 from hpsearch.errors import ConfigError
 from hpsearch.search import keys
@@ -257,7 +257,7 @@ def create_study(
     """
     study = optuna.create_study(storage=storage, study_name=study_name or spec.name, direction=spec.direction)
     _stamp(study, spec, split_hash, scale)
-    study.set_user_attr(keys.VERSION, hpsearch.__version__)
+    study.set_user_attr(keys.VERSION, __version__)
     _top_up(study, spec, n_trials)
     # Stored last: a worker joining a study created a moment ago waits for the spec (_await_stored_spec), and
     # then finds the data hash, the budget and the tickets already in place.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import hpsearch
+from hpsearch._version import __version__
 from hpsearch.training.device import cpu_model
 
 _PACKAGES = ("torch", "optuna", "albumentations", "numpy", "opencv-python-headless")
@@ -30,7 +30,7 @@ def seed_everything(seed: int) -> None:
 @functools.lru_cache(maxsize=1)
 def _versions() -> tuple[tuple[str, str], ...]:
     # Reading package metadata walks site-packages; once per process is enough (every trial asks).
-    out = {"python": sys.version.split()[0], "hpsearch": hpsearch.__version__}
+    out = {"python": sys.version.split()[0], "hpsearch": __version__}
     for name in _PACKAGES:
         try:
             out[name] = metadata.version(name)
