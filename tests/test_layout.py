@@ -26,6 +26,15 @@ def test_the_top_level_is_a_few_core_files_and_the_rooms() -> None:
     assert (PKG / "py.typed").is_file()
 
 
+def test_module_names_are_unique_across_the_package() -> None:
+    # Two rooms' runner.py (or options.py) make tracebacks, imports and docs ambiguous.
+    names: dict[str, list[str]] = {}
+    for p in PKG.rglob("*.py"):
+        if p.name not in ("__init__.py", "__main__.py"):
+            names.setdefault(p.name, []).append(str(p.relative_to(PKG)))
+    assert {n: ps for n, ps in names.items() if len(ps) > 1} == {}
+
+
 @pytest.mark.parametrize("room", [r for r in ROOMS if r != "cli"])
 def test_each_room_states_its_contract_and_its_public_surface(room: str) -> None:
     mod = importlib.import_module(f"hpsearch.{room}")

@@ -39,7 +39,6 @@ from hpsearch.reproduce.columns import (
     with_cbam,
 )
 from hpsearch.reproduce.execute import Plan, host_description, load_finished, plan_columns, reproduce
-from hpsearch.reproduce.options import ReproduceOptions
 from hpsearch.reproduce.records import ColumnResult, ReproduceResults, RunRecord
 from hpsearch.reproduce.references import Citation, Figure, References, load_references
 from hpsearch.reproduce.render import render_markdown, render_table
@@ -54,6 +53,7 @@ from hpsearch.reproduce.sanity import (
     leakage_warning,
     warn_if_suspicious,
 )
+from hpsearch.reproduce.table_options import ReproduceOptions
 
 __all__ = [
     "COLUMNS",

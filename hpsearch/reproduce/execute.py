@@ -35,7 +35,6 @@ from hpsearch.reproduce.columns import (
     parse_columns,
     quick_config,
 )
-from hpsearch.reproduce.options import ReproduceOptions
 from hpsearch.reproduce.records import (
     Claim,
     ColumnResult,
@@ -56,6 +55,7 @@ from hpsearch.reproduce.sanity import (
     split_or_reason,
     warn_if_suspicious,
 )
+from hpsearch.reproduce.table_options import ReproduceOptions
 from hpsearch.training.config import RunConfig, dump_config, portable_payload, resolve_run_config
 
 Log = Callable[[str], None]
