@@ -75,7 +75,7 @@ def test_a_resource_study_owns_the_length_and_the_rungs(change: dict, message: s
         parse_study(data, source="s.yaml")
 
 
-def _tiny_lr_batch(folder: Path, epochs: int = 9) -> Path:
+def _tiny_lr_batch(folder: Path, epochs: int = 9, final_schedule: str | None = None) -> Path:
     """lr_batch as shipped (space, sampler, pruner, resource), on a tiny model and synthetic data."""
     data = yaml.safe_load(builtin_studies()["lr_batch"].read_text())
     data["fixed"] = {
@@ -85,6 +85,8 @@ def _tiny_lr_batch(folder: Path, epochs: int = 9) -> Path:
         "data": {"image_size": 64, "augmentation": "none", "val_fraction": 0.2, "test_fraction": 0.1},
     }  # fmt: skip
     data["resource"] = {**data["resource"], "min_epochs": 1, "final_epochs": 20}
+    if final_schedule is not None:
+        data["resource"]["final_schedule"] = final_schedule
     data["budget"] = {"n_trials": 5}
     path = folder / "tiny_lr_batch.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -110,7 +112,7 @@ def test_max_epochs_is_allowed_for_lr_batch_and_sets_the_top(
     out = tmp_path / "best.yaml"
     assert invoke("export", "--storage", storage, "--out", out).exit_code == 0
     exported = yaml.safe_load(out.read_text())
-    assert exported["train"]["epochs"] == 20
+    assert exported["train"]["epochs"] == 20 and exported["train"]["scheduler"] == "none"  # no final_schedule
     assert exported["provenance"]["searched_epochs"] == 3 and exported["provenance"]["final_epochs"] == 20
     rep = invoke("report", "--storage", storage, "--out", tmp_path / "rep")
     assert rep.exit_code == 0, rep.output
@@ -118,6 +120,50 @@ def test_max_epochs_is_allowed_for_lr_batch_and_sets_the_top(
     row = next(ln for ln in text.splitlines() if ln.startswith("| `train.epochs`"))
     assert "1, 3 (successive-halving rungs; top 3 from --max-epochs; final length 20)" in row
     assert " of 3" in row and "the export trains 20" in row
+
+
+def test_a_final_schedule_anneals_the_lengthened_export_only(
+    tmp_path: Path, synth_data: Path, invoke
+) -> None:
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study_file = _tiny_lr_batch(tmp_path, final_schedule="cosine")
+    res = invoke("run", "--study", study_file, "--data", synth_data, "--storage", storage,
+                 "--out", tmp_path / "runs", "--max-epochs", 3, "--no-estimate")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    study = optuna.load_study(study_name="lr_batch", storage=storage)
+    # The trials themselves trained the search's constant rate: the final schedule is for the export only.
+    assert {t.user_attrs[keys.CONFIG]["train"]["scheduler"] for t in study.trials} == {"none"}
+    out = tmp_path / "best.yaml"
+    assert invoke("export", "--storage", storage, "--out", out).exit_code == 0
+    exported = yaml.safe_load(out.read_text())
+    assert (exported["train"]["epochs"], exported["train"]["scheduler"]) == (20, "cosine")
+    prov = exported["provenance"]
+    assert (prov["searched_scheduler"], prov["final_schedule"]) == ("none", "cosine")
+    assert "annealed (cosine schedule)" in prov["length_note"]
+    rep = invoke("report", "--storage", storage, "--out", tmp_path / "rep")
+    assert rep.exit_code == 0, rep.output
+    row = next(ln for ln in (tmp_path / "rep" / "report.md").read_text().splitlines()
+               if ln.startswith("| `train.epochs`"))  # fmt: skip
+    assert "the export trains 20 (the study's final length) with a cosine schedule" in row
+
+
+def test_a_final_schedule_stays_out_of_the_fingerprint_and_must_anneal() -> None:
+    data = yaml.safe_load(builtin_studies()["lr_batch"].read_text())
+    before = parse_study(data, source="s.yaml").fingerprint()
+    data["resource"] = {**data["resource"], "final_schedule": "cosine"}
+    # A study stored before the setting was added still resumes with it.
+    assert parse_study(data, source="s.yaml").fingerprint() == before
+    data["resource"]["final_schedule"] = "none"
+    with pytest.raises(ConfigError, match="final_schedule 'none' is not a schedule that anneals"):
+        parse_study(data, source="s.yaml")
+    # A plan stored before the field existed loads without it, and never changes the schedule.
+    plan = stored_plan({keys.LENGTH_PLAN: '{"top": 9, "min_rung": 3, "reduction_factor": 3, "final": 100, '
+                                          '"source": "--timeout"}'})  # fmt: skip
+    assert plan is not None and plan.final_schedule is None and plan.final_scheduler("none", 9) == "none"
+    annealing = ladder(9, ResourceSpec(min_epochs=3, final_epochs=100, final_schedule="cosine"))
+    assert annealing.final_scheduler("none", 9) == "cosine"
+    assert annealing.final_scheduler("plateau", 9) == "plateau"  # a searched schedule is kept
+    assert annealing.final_scheduler("none", 100) == "none"  # not lengthened: the measured run as it was
 
 
 def test_a_study_stopped_by_its_budget_leaves_an_exportable_best(

@@ -25,7 +25,8 @@ def _length_note(best: optuna.trial.FrozenTrial, cfg: RunConfig, study: optuna.S
     """For a resource study whose search ran shorter than its final length: retrain at the final length.
 
     With a constant learning rate the best trial's run is the start of a longer one, so training it to the
-    study's final length continues that curve; the export says so (and what the search measured)."""
+    study's final length continues that curve; the export says so (and what the search measured). A study
+    with ``resource.final_schedule`` anneals that longer run instead."""
     from hpsearch.search.plan import stored_plan
 
     plan = stored_plan(study.user_attrs)
@@ -44,6 +45,16 @@ def _length_note(best: optuna.trial.FrozenTrial, cfg: RunConfig, study: optuna.S
             f"the search trained at most {searched} epochs ({plan.describe()}); the study's final length is "
             f"{plan.final} epochs, so this config trains {plan.final}"
         )
+        schedule = plan.final_scheduler(cfg.train.scheduler, searched)
+        if schedule != cfg.train.scheduler:
+            # The study's resource.final_schedule: a constant rate, measured best for short searched runs,
+            # annealed over the long final run (docs/pruning.md has the measurement).
+            out["searched_scheduler"] = cfg.train.scheduler
+            out["final_schedule"] = schedule
+            out["length_note"] += (
+                f", with the learning rate annealed ({schedule} schedule), not the search's constant one"
+            )
+            cfg.train.scheduler = schedule
     return out
 
 

@@ -248,6 +248,10 @@ def epochs_row(study: optuna.Study, best: FrozenTrial | None) -> dict[str, Any] 
     text = f"{epoch} of {ran}" + (" (the last: still improving)" if still else "")
     if plan.final > plan.top:
         text += f"; the export trains {plan.final} (the study's final length)"
+        searched = ((best.user_attrs.get(keys.CONFIG) or {}).get("train") or {}).get("scheduler", "none")
+        schedule = plan.final_scheduler(searched, plan.top)
+        if schedule != searched:
+            text += f" with a {schedule} schedule"
     row["optimal"] = text
     row["still_improving"] = still
     return row

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,6 +59,11 @@ class ResourceSpec(BaseModel):
         description="the length worth training the export for (default: the study's train.epochs); an "
         "export of a search that ran shorter carries this length",
     )
+    final_schedule: str | None = Field(
+        default=None,
+        description="the learning-rate schedule (a name in SCHEDULERS, not 'none') an export lengthened to "
+        "final_epochs trains with, in place of the search's constant one; None keeps the constant one",
+    )
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class LengthPlan:
     reduction_factor: int
     final: int  # the length worth training the export for (>= top)
     source: str  # what decided the top: the study, --max-epochs or --timeout
+    # The schedule of the export's retrain at the final length, where the search's was constant (None: keep
+    # it constant). Last and with a default, so a plan stored before it existed still loads.
+    final_schedule: str | None = None
 
     def rungs(self) -> list[int]:
         """The epochs below the top at which the pruner compares trials."""
@@ -90,6 +98,13 @@ class LengthPlan:
         """'top 27 epochs (sized to --timeout), rungs at 3, 9'."""
         rungs = ", ".join(map(str, self.rungs())) or "none (the top is the first rung)"
         return f"top {self.top} epochs (from {self.source}), pruner rungs at epochs {rungs}"
+
+    def final_scheduler(self, searched: str, searched_epochs: int) -> str:
+        """The schedule an export trains with: ``final_schedule`` where the search trained a constant
+        learning rate (``searched`` 'none') for fewer epochs than the final length, else the searched one."""
+        if self.final_schedule and searched == "none" and self.final > searched_epochs:
+            return self.final_schedule
+        return searched
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -113,11 +128,12 @@ def ladder(top: int, resource: ResourceSpec) -> LengthPlan:
         reduction_factor=eta,
         final=max(top, resource.final_epochs or top),
         source=SOURCE_STUDY,
+        final_schedule=resource.final_schedule,
     )
 
 
 def _with(plan: LengthPlan, *, source: str, final: int) -> LengthPlan:
-    return LengthPlan(plan.top, plan.min_rung, plan.reduction_factor, max(plan.top, final), source)
+    return replace(plan, final=max(plan.top, final), source=source)
 
 
 def stored_plan(attrs: dict[str, Any]) -> LengthPlan | None:

@@ -152,7 +152,13 @@ class StudySpec(_Strict):
         """Hash of what defines the objective: space, fixed settings, metric, sampler and pruner."""
         fields = {"space", "fixed", "metric", "direction", "sampler", "pruner"}
         # ``resource`` joins the hash only where set, so a study stored before it existed still resumes.
-        core = self.model_dump(mode="json", include=fields | ({"resource"} if self.resource else set()))
+        # ``resource.final_schedule`` only shapes the export, not a trial, so it stays out: setting it
+        # later does not make a stored study refuse to resume.
+        core = self.model_dump(
+            mode="json",
+            include=fields | ({"resource"} if self.resource else set()),
+            exclude={"resource": {"final_schedule"}},
+        )
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 
@@ -196,6 +202,16 @@ def _check_resource(spec: StudySpec, source: str) -> None:
             f"{where}: needs a pruner that stops trials at rungs ({', '.join(RESOURCE_PRUNERS)}), got "
             f"'{spec.pruner.name}'"
         )
+    final = spec.resource.final_schedule
+    if final is not None:
+        from hpsearch.training.optim import SCHEDULERS
+
+        if final == "none" or final not in SCHEDULERS:
+            choices = ", ".join(n for n in SCHEDULERS.names() if n != "none")
+            raise ConfigError(
+                f"{where}: final_schedule '{final}' is not a schedule that anneals; expected one of "
+                f"{choices}, or leave final_schedule out to retrain the export at the search's constant rate"
+            )
     planned = sorted(set(spec.pruner.kwargs) & set(PLANNED_PRUNER_KWARGS))
     if planned:
         raise ConfigError(
