@@ -84,9 +84,9 @@ def _tiny_lr_batch(folder: Path, epochs: int = 9, final_schedule: str | None = N
                   "max_steps_per_epoch": 1, "gallery_k": 0},
         "data": {"image_size": 64, "augmentation": "none", "val_fraction": 0.2, "test_fraction": 0.1},
     }  # fmt: skip
-    data["resource"] = {**data["resource"], "min_epochs": 1, "final_epochs": 20}
-    if final_schedule is not None:
-        data["resource"]["final_schedule"] = final_schedule
+    # The final schedule is set here either way, so these tests do not follow the shipped study's choice.
+    data["resource"] = {**data["resource"], "min_epochs": 1, "final_epochs": 20,
+                        "final_schedule": final_schedule}  # fmt: skip
     data["budget"] = {"n_trials": 5}
     path = folder / "tiny_lr_batch.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -149,8 +149,9 @@ def test_a_final_schedule_anneals_the_lengthened_export_only(
 
 def test_a_final_schedule_stays_out_of_the_fingerprint_and_must_anneal() -> None:
     data = yaml.safe_load(builtin_studies()["lr_batch"].read_text())
+    data["resource"] = {**data["resource"], "final_schedule": None}
     before = parse_study(data, source="s.yaml").fingerprint()
-    data["resource"] = {**data["resource"], "final_schedule": "cosine"}
+    data["resource"]["final_schedule"] = "cosine"
     # A study stored before the setting was added still resumes with it.
     assert parse_study(data, source="s.yaml").fingerprint() == before
     data["resource"]["final_schedule"] = "none"
