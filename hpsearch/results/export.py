@@ -47,8 +47,8 @@ def _length_note(best: optuna.trial.FrozenTrial, cfg: RunConfig, study: optuna.S
         )
         schedule = plan.final_scheduler(cfg.train.scheduler, searched)
         if schedule != cfg.train.scheduler:
-            # The study's resource.final_schedule: a constant rate, measured best for short searched runs,
-            # annealed over the long final run (docs/pruning.md has the measurement).
+            # The rungs need a constant rate (epoch k must be the same point of every trial's schedule);
+            # the one long final run does not, so a study may anneal it (resource.final_schedule).
             out["searched_scheduler"] = cfg.train.scheduler
             out["final_schedule"] = schedule
             out["length_note"] += (
