@@ -7,10 +7,12 @@ import pytest
 from hpsearch.search.cost import (
     StudyCost,
     batch_choices,
+    cost_variants,
     describe,
     epoch_choices,
     epoch_seconds,
     fit_hints,
+    mean_cost,
     representative_params,
 )
 from hpsearch.search.plan import ResourceSpec, ladder
@@ -38,6 +40,21 @@ def test_conditional_parameters_follow_their_condition() -> None:
     spec = load_study_spec("architecture")
     params = representative_params(spec.space)
     assert ("model.kwargs.attention_decoder" in params) == (params["model.name"] == "cbam_unet")
+
+
+def test_a_searched_model_is_timed_choice_by_choice_not_by_its_middle() -> None:
+    # The middle of [unet, cbam_unet] is cbam_unet: timed alone, every trial was forecast at the heavier
+    # model's rate. Each choice is timed and the two averaged.
+    assert cost_variants(load_study_spec("full")) == [{"model.name": "unet"}, {"model.name": "cbam_unet"}]
+    assert cost_variants(load_study_spec("architecture"))[1] == {"model.name": "cbam_unet"}
+    assert cost_variants(load_study_spec("lr_batch")) == [{}]  # the model is fixed: one measurement
+    light, heavy = _cost(0.2, spread=0.1), _cost(0.4, spread=0.3)  # 40 and 20 img/s at batch 8
+    mean = mean_cost([light, heavy], cost_variants(load_study_spec("full")))
+    assert mean.s_per_step == pytest.approx(0.3) and mean.spread == pytest.approx(0.3)
+    assert mean.s_per_epoch == pytest.approx((light.s_per_epoch + heavy.s_per_epoch) / 2)
+    text = "\n".join(describe(StudyCost([mean], [27], None, 3600.0), scale="laptop", hint_flags=[]))
+    assert "mean of unet 40.0 img/s, cbam_unet 20.0 img/s" in text and "±15%" in text
+    assert mean_cost([light], [{}]) is light
 
 
 def test_trial_lengths_come_from_the_space_or_the_fixed_part() -> None:

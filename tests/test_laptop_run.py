@@ -69,6 +69,21 @@ def test_the_cost_estimate_comes_before_the_first_trial(laptop_run: dict) -> Non
     assert "5 timed windows" in out
 
 
+def test_a_searched_model_is_measured_choice_by_choice(synth_data: Path, tmp_path: Path, invoke) -> None:
+    space = {**STUDY["space"], "model.name": {"type": "categorical", "choices": ["unet", "cbam_unet"]}}
+    study = _study_file(tmp_path, space=space, budget={"n_trials": 1})
+    res = invoke("run", "--study", study, "--data", synth_data, "--storage", f"sqlite:///{tmp_path}/m.db",
+                 "--scale", "laptop", "--out", tmp_path / "runs")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "batch size × unet, cbam_unet" in res.output  # it says what it will time before it does
+    line = next(x for x in res.output.splitlines() if "1 epoch at batch 4" in x)
+    rates = re.findall(r"(unet|cbam_unet) ([0-9.]+) img/s", line.split("mean of")[1])
+    assert [name for name, _ in rates] == ["unet", "cbam_unet"], line
+    mean = float(re.search(r"at ([0-9.]+) img/s", line).group(1))
+    # The step times are averaged, so the rate lies between the two measured ones.
+    assert min(float(r) for _, r in rates) <= mean <= max(float(r) for _, r in rates), line
+
+
 def test_a_log_gets_one_line_per_epoch(laptop_run: dict) -> None:
     lines = [ln for ln in laptop_run["output"].splitlines() if ln.startswith("trial ") and " epoch " in ln]
     expected = [f"trial {t} epoch {e}/3" for t in (0, 1) for e in (1, 2, 3)]

@@ -1,16 +1,19 @@
 """What a study will do, said before its first trial: measured epoch costs, then a forecast of the search.
 
 The rates come from ``hpsearch.training.estimate.measure_cost`` on the smallest and the largest batch size
-of the study's space (the middle of every other range), so they reflect the model, image size, batch sizes
-and device actually used. The forecast replays the search with the study's own pruner and length plan on
-synthetic learning curves (``hpsearch.search.simulate``): how many configurations it will evaluate before
-the deadline, how many reach the top length, and whether the pruner gets to act at all. Nothing is refused:
-on a machine where the study would take days, the text says so and how to make it fit.
+of the study's space (the middle of every other range, and the mean over the model choices when the model
+is searched), so they reflect the models, image size, batch sizes and device actually used. The forecast
+replays the search with the study's own pruner and length plan on synthetic learning curves
+(``hpsearch.search.simulate``): how many configurations it will evaluate before the deadline, how many reach
+the top length, and whether the pruner gets to act at all. Nothing is refused: on a machine where the study
+would take days, the text says so and how to make it fit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +27,11 @@ from hpsearch.training.progress import format_duration
 
 _DAY = 86400.0
 TRIAL_OVERHEAD_S = 3.0  # per trial outside fit: storage writes, gallery, curves (measured: 1-5 s on a CPU)
+# Searched categoricals whose choices differ most in cost, timed choice by choice and averaged rather than
+# represented by their middle choice: of [unet, cbam_unet] the middle is cbam_unet, whose steps cost about
+# 1.4x a U-Net's on a CPU, so a study searching both was forecast as if every trial were the heavier one
+# (the `full` study measured 21.9 img/s at batch 8; its U-Net trials then trained at 31-32).
+COST_BEARING = ("model.name",)
 
 
 def batch_choices(spec: StudySpec) -> list[int]:
@@ -44,6 +52,34 @@ def epoch_choices(spec: StudySpec, fixed_epochs: int) -> list[int]:
     if isinstance(p, IntParam):
         return [p.low, p.high] if p.low != p.high else [p.low]
     return [fixed_epochs]
+
+
+def cost_variants(spec: StudySpec) -> list[dict[str, Any]]:
+    """The settings of ``COST_BEARING`` parameters to time and average ([{}] when none is searched)."""
+    variants: list[dict[str, Any]] = [{}]
+    for name in COST_BEARING:
+        p = spec.space.get(name)
+        if isinstance(p, CategoricalParam) and len(p.choices) > 1 and not p.when:
+            variants = [{**v, name: c} for v in variants for c in p.choices]
+    return variants
+
+
+def mean_cost(costs: list[CostEstimate], variants: list[dict[str, Any]]) -> CostEstimate:
+    """One batch size's cost as the mean over ``variants`` (the expected cost of a trial that draws among
+    them uniformly, as the sampler's random start-up does); each variant's rate is kept in ``mean_of``."""
+    if len(costs) == 1:
+        return costs[0]
+    each = ", ".join(
+        f"{'/'.join(str(v) for v in variant.values())} {c.train_img_per_s:.1f} img/s"
+        for variant, c in zip(variants, costs, strict=True)
+    )
+    return dataclasses.replace(
+        costs[0],
+        s_per_step=statistics.fmean(c.s_per_step for c in costs),
+        val_s=statistics.fmean(c.val_s for c in costs),
+        spread=max(c.spread for c in costs),
+        mean_of=f"mean of {each}",
+    )
 
 
 def epoch_seconds(costs: list[CostEstimate], batch_sizes: list[int]) -> list[float]:
@@ -118,6 +154,7 @@ def _measured_line(study: StudyCost, scale: str) -> list[str]:
         lines.append(
             f"  1 epoch at batch {x.batch_size} ≈ {format_duration(x.s_per_epoch)} ({x.n_train} training "
             f"images at {x.train_img_per_s:.1f} img/s + {format_duration(x.val_s)} validating {x.n_val})"
+            + (f"; {x.mean_of}" if x.mean_of else "")
         )
     return lines
 
@@ -223,7 +260,8 @@ def _remaining_trials(prepared: Any, opts: Any) -> int | None:
 
 
 def measure_study(prepared: Any, opts: Any, say: Callable[[str], None]) -> list[CostEstimate]:
-    """Time the smallest and the largest batch of the study's space on its device and scale."""
+    """Time the smallest and the largest batch of the study's space on its device and scale, each averaged
+    over the choices of a searched model (``COST_BEARING``)."""
     from hpsearch.search.objective import build_trial_config
     from hpsearch.training.estimate import DEFAULT_MAX_S, measure_cost
     from hpsearch.training.session import prepare_data
@@ -232,18 +270,25 @@ def measure_study(prepared: Any, opts: Any, say: Callable[[str], None]) -> list[
     ctx = prepared.trial_context()
     batches = batch_choices(spec)
     ends: list[int | None] = sorted({batches[0], batches[-1]}) if batches else [None]
+    variants = cost_variants(spec)
     which = f"batch {' and '.join(map(str, ends))}" if batches else "the study's batch size"
+    if len(variants) > 1:
+        which += " × " + ", ".join("/".join(map(str, v.values())) for v in variants)
+    n = len(ends) * len(variants)
     say(
         f"measuring what an epoch costs on this machine ({which}; about "
-        f"{format_duration(DEFAULT_MAX_S * 1.3 * len(ends))}, a few real training steps at a time) ..."
+        f"{format_duration(DEFAULT_MAX_S * 1.3 * n)}, a few real training steps at a time) ..."
     )
     costs = []
     for bs in ends:
-        params = representative_params(spec.space, **({} if bs is None else {"train.batch_size": bs}))
-        cfg = build_trial_config(ctx, params, 0)  # measure_cost sets its own (short) length
-        split = prepared.split.reusable_for(cfg.data) if prepared.split is not None else None
-        data = prepare_data(cfg.data, prepared.data_dir, progress=False, known_split=split)
-        costs.append(measure_cost(cfg, data))
+        at_batch = []
+        for variant in variants:
+            pinned = {**variant, **({} if bs is None else {"train.batch_size": bs})}
+            cfg = build_trial_config(ctx, representative_params(spec.space, **pinned), 0)  # short length
+            split = prepared.split.reusable_for(cfg.data) if prepared.split is not None else None
+            data = prepare_data(cfg.data, prepared.data_dir, progress=False, known_split=split)
+            at_batch.append(measure_cost(cfg, data))
+        costs.append(mean_cost(at_batch, variants))
     return costs
 
 

@@ -37,6 +37,7 @@ class CostEstimate:
     windows: int = 1
     max_steps: int | None = None  # the config's max_steps_per_epoch, if it caps an epoch
     kind: str = "cpu"  # torch's device type ("cuda", "mps", "cpu"); ``device`` is the name shown to people
+    mean_of: str | None = None  # set when the figures average several configurations: what they were
 
     @property
     def steps_per_epoch(self) -> int:
