@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
 
 from hpsearch.search.cost import (
@@ -23,8 +24,17 @@ from hpsearch.training.estimate import CostEstimate
 
 
 def _cost(s_per_step: float, batch: int = 8, spread: float = 0.1) -> CostEstimate:
-    return CostEstimate(device="CPU", batch_size=batch, image_size=96, n_train=800, n_val=88,
-                        s_per_step=s_per_step, val_s=4.0, spread=spread, windows=5)
+    return CostEstimate(
+        device="CPU",
+        batch_size=batch,
+        image_size=96,
+        n_train=800,
+        n_val=88,
+        s_per_step=s_per_step,
+        val_s=4.0,
+        spread=spread,
+        windows=5,
+    )
 
 
 def test_the_representative_trial_is_the_middle_of_every_range_or_pinned() -> None:
@@ -97,6 +107,22 @@ def test_a_pruner_that_cannot_act_before_the_deadline_is_named() -> None:
     assert "3 configurations" in hopeless and "before --timeout 1h15m" in hopeless
     # The sentence ends: how many the pruner stops, and where (the line once stopped at "about N").
     assert "of them reaching 25 epochs; the pruner stops about 0 of them before the top" in hopeless
+    # Nothing pruned: no caveat about a learning sampler sending more to the top.
+    assert "as if at random" not in hopeless
+
+
+def test_a_pruning_forecast_says_its_replay_picks_at_random() -> None:
+    pred = predict(
+        pruner_factory=lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=3, reduction_factor=3),
+        s_per_epoch=[20.0],
+        epochs=27,
+        budget_s=3600,
+    )
+    assert pred.pruned >= 1  # the premise: the pruner acts in this budget
+    text = "\n".join(
+        describe(StudyCost([_cost(0.5)], [27], None, 3600.0, forecast=pred), scale="laptop", hint_flags=[])
+    )
+    assert "the replay picks as if at random; a sampler that learns" in text
 
 
 def test_the_measurement_says_how_sure_it_is() -> None:
