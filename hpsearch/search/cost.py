@@ -180,7 +180,7 @@ def _forecast_lines(study: StudyCost) -> list[str]:
     if f.pruned >= 1:
         # The replay's curves do not depend on the parameters, so its sampler never improves. A real
         # sampler that learns lands more of its later picks in a rung's top fraction: in the laptop-scale
-        # `full` hour, 13 of 18 TPE picks passed the first rung against 3 of 10 random start-up picks.
+        # `full` hour, 12 of 18 TPE picks passed the first rung against 3 of 10 random start-up picks.
         lines.append(
             "  (the replay picks as if at random; a sampler that learns, as TPE after its start-up, "
             "sends more configurations to the top, and so fewer fit)"
